@@ -1,0 +1,114 @@
+"""Settings for the test suite: SQLite by default, PostgreSQL with OWN_SMTP_TEST_DB=postgres."""
+
+import os
+
+import django
+
+BASE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+SECRET_KEY = "tests-only-secret-key-not-for-production"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+
+INSTALLED_APPS = [
+    "wagtail_own_smtp",
+    "wagtail.contrib.settings",
+    "wagtail.contrib.forms",
+    "wagtail.sites",
+    "wagtail.users",
+    "wagtail.images",
+    "wagtail.documents",
+    "wagtail.admin",
+    "wagtail",
+    "modelcluster",
+    "taggit",
+    "django_q",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "wagtail_own_smtp.middleware.SiteContextMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [os.path.join(BASE_DIR, "templates")],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.debug",
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "wagtail.contrib.settings.context_processors.settings",
+            ]
+        },
+    }
+]
+
+if os.environ.get("OWN_SMTP_TEST_DB") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("OWN_SMTP_PG_NAME", "wagtail_own_smtp"),
+            "USER": os.environ.get("OWN_SMTP_PG_USER", "postgres"),
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(BASE_DIR, "artifacts", "test.sqlite3"),
+            "TEST": {"NAME": os.path.join(BASE_DIR, "artifacts", "test-db.sqlite3")},
+        }
+    }
+
+STATIC_URL = "/static/"
+STATIC_ROOT = os.path.join(BASE_DIR, "artifacts", "static")
+MEDIA_ROOT = os.path.join(BASE_DIR, "artifacts", "media")
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WAGTAIL_SITE_NAME = "Test site"
+WAGTAILADMIN_BASE_URL = "http://testserver"
+DEFAULT_FROM_EMAIL = "noreply@platform.example"
+
+# The wiring the README gives host projects. Django's test runner would swap these for locmem;
+# pytest-django does too, so tests of the real path set them again with override_settings.
+if django.VERSION >= (6, 1):
+    MAILERS = {
+        "default": {
+            "BACKEND": "wagtail_own_smtp.backends.EmailBackend",
+            "OPTIONS": {"fallback": "platform"},
+        },
+        "platform": {
+            "BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        },
+    }
+else:
+    EMAIL_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
+    WAGTAIL_OWN_SMTP_FALLBACK_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+Q_CLUSTER = {"name": "tests", "orm": "default", "timeout": 90, "retry": 120, "workers": 1, "sync": False}
+
+# Test servers listen on loopback.
+WAGTAIL_OWN_SMTP_ALLOW_PRIVATE_HOSTS = True
+WAGTAIL_OWN_SMTP_TIMEOUT = 3

@@ -1,0 +1,221 @@
+"""The site setting an editor fills in, and the outbox the dispatcher drains."""
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
+from wagtail.models import Site
+
+MAX_PER_HOUR = 1_000_000
+MAX_PER_DAY = 10_000_000
+MAX_INTERVAL_SECONDS = 86_400
+
+
+class DeliveryMode(models.TextChoices):
+    PLATFORM = "platform", _("Send via the platform's mail service")
+    OWN = "own", _("Send exclusively via own mail server")
+
+
+class Security(models.TextChoices):
+    NONE = "none", _("None")
+    STARTTLS = "starttls", _("STARTTLS")
+    SSL = "ssl", _("SSL/TLS")
+
+
+class VerificationStatus(models.TextChoices):
+    UNVERIFIED = "unverified", _("Not verified")
+    PENDING = "pending", _("Waiting for confirmation")
+    VERIFIED = "verified", _("Verified")
+    FAILED = "failed", _("Failed")
+
+
+@register_setting(icon="mail")
+class SmtpSettings(BaseSiteSetting):
+    """A site's own SMTP server.
+
+    The editable fields hold the parameters as last saved. The ``verified_*`` fields hold the
+    parameters the editor last confirmed by link: the dispatcher sends only through those, so a
+    change that awaits confirmation never interrupts sending through the earlier server.
+    """
+
+    delivery_mode = models.CharField(
+        _("delivery"),
+        max_length=16,
+        choices=DeliveryMode.choices,
+        default=DeliveryMode.PLATFORM,
+    )
+    host = models.CharField(
+        _("SMTP host"),
+        max_length=253,
+        blank=True,
+        help_text=_("Host name or IP address of your mail server, e.g. smtp.example.org."),
+    )
+    port = models.PositiveIntegerField(
+        _("port"),
+        default=587,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text=_("Typical: 587 (STARTTLS), 465 (SSL/TLS), 25 (no encryption)."),
+    )
+    security = models.CharField(
+        _("encryption"),
+        max_length=16,
+        choices=Security.choices,
+        default=Security.STARTTLS,
+    )
+    from_email = models.EmailField(
+        _("sender address"),
+        blank=True,
+        help_text=_("All mail of this site is sent from this address. It must be able to "
+                    "receive the confirmation link."),
+    )
+    from_name = models.CharField(
+        _("sender name"),
+        max_length=200,
+        blank=True,
+        help_text=_("Optional display name shown with the sender address."),
+    )
+    username = models.CharField(
+        _("username"),
+        max_length=254,
+        blank=True,
+        help_text=_("Often the sender address. Leave blank if the server needs no login."),
+    )
+    # Fernet token; the plain password is never stored (see crypto.py).
+    password_ciphertext = models.BinaryField(blank=True, default=b"", editable=False)
+    # Bumped on every password change, so the fingerprint notices it without touching the secret.
+    password_version = models.PositiveIntegerField(default=0, editable=False)
+    min_interval = models.DecimalField(
+        _("minimum interval"),
+        max_digits=8,
+        decimal_places=3,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_INTERVAL_SECONDS)],
+        help_text=_("Seconds between two messages; 0 = no minimum."),
+    )
+    max_per_hour = models.PositiveIntegerField(
+        _("maximum per hour"),
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_PER_HOUR)],
+        help_text=_("Recipients per rolling hour; blank = unlimited."),
+    )
+    max_per_day = models.PositiveIntegerField(
+        _("maximum per day"),
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_PER_DAY)],
+        help_text=_("Recipients per rolling 24 hours; blank = unlimited."),
+    )
+
+    # Read-only state.
+    verification_status = models.CharField(
+        _("verification"),
+        max_length=16,
+        choices=VerificationStatus.choices,
+        default=VerificationStatus.UNVERIFIED,
+        editable=False,
+    )
+    last_error = models.TextField(_("last server reply"), blank=True, editable=False)
+    last_error_hint = models.TextField(blank=True, editable=False)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True, editable=False)
+    # Sending is paused after an AUTH, sender or TLS failure of the verified server.
+    sending_paused = models.BooleanField(default=False, editable=False)
+
+    # The pending confirmation: a hash of the token, and the fingerprint of the parameters it
+    # was sent for (a later change voids it).
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    token_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    token_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # The confirmed parameters the dispatcher uses.
+    verified_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    verified_host = models.CharField(max_length=253, blank=True, editable=False)
+    verified_port = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    verified_security = models.CharField(max_length=16, blank=True, editable=False)
+    verified_from_email = models.EmailField(blank=True, editable=False)
+    verified_username = models.CharField(max_length=254, blank=True, editable=False)
+    verified_password_ciphertext = models.BinaryField(blank=True, default=b"", editable=False)
+
+    class Meta:
+        verbose_name = _("Own SMTP server")
+        verbose_name_plural = _("Own SMTP servers")
+
+    def __str__(self):
+        return str(_("Own SMTP server of %(site)s") % {"site": self.site})
+
+    @property
+    def has_password(self):
+        return bool(self.password_ciphertext)
+
+    @property
+    def has_verified_server(self):
+        return bool(self.verified_host) and self.verified_at is not None
+
+    @property
+    def sends_own(self):
+        return self.delivery_mode == DeliveryMode.OWN
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    DEFERRED = "deferred", _("Deferred")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class OutboundMessage(models.Model):
+    """One message in a site's outbox: the raw RFC 5322 bytes and the envelope, never a pickle."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        _("status"), max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    envelope_from = models.CharField(max_length=254, blank=True)
+    recipients = models.JSONField(_("recipients"), default=list)
+    recipient_count = models.PositiveIntegerField(default=1)
+    raw_message = models.BinaryField()
+    size = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(_("queued at"), auto_now_add=True, db_index=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"))
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.TextField(_("last server reply"), blank=True)
+
+    # Set while a worker holds the message; a worker that dies lets it expire.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbound message")
+        verbose_name_plural = _("outbound messages")
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="own_smtp_due_idx"),
+            models.Index(fields=["site", "status", "next_attempt_at"], name="own_smtp_site_due_idx"),
+        ]
+
+    def __str__(self):
+        return self.subject or f"#{self.pk}"
+
+
+class SiteSendState(models.Model):
+    """Per-site dispatch state shared by all workers: the site lease and the last send time."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="+", primary_key=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+
+class SendRecord(models.Model):
+    """Recipients handed to a site's server at one moment: the rolling hour and day windows."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    sent_at = models.DateTimeField()
+    recipients = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "sent_at"], name="own_smtp_window_idx")]

@@ -1,0 +1,1 @@
+"""Public confirmation view and the status panel's admin actions."""
