@@ -39,8 +39,9 @@ def _server(**kwargs):
 @pytest.fixture
 def starttls_server(certificates):
     """STARTTLS required, AUTH required (the typical port-587 submission server)."""
-    server = _server(security="starttls", credentials=(SMTP_USER, SMTP_PASSWORD),
-                     certificates=certificates)
+    server = _server(
+        security="starttls", credentials=(SMTP_USER, SMTP_PASSWORD), certificates=certificates
+    )
     yield server
     server.stop()
 
@@ -48,8 +49,9 @@ def starttls_server(certificates):
 @pytest.fixture
 def ssl_server(certificates):
     """Implicit TLS with AUTH (the typical port-465 server)."""
-    server = _server(security="ssl", credentials=(SMTP_USER, SMTP_PASSWORD),
-                     certificates=certificates)
+    server = _server(
+        security="ssl", credentials=(SMTP_USER, SMTP_PASSWORD), certificates=certificates
+    )
     yield server
     server.stop()
 
@@ -64,16 +66,20 @@ def plain_server():
 
 @pytest.fixture
 def foreign_cert_server(foreign_certificates):
-    server = _server(security="starttls", credentials=(SMTP_USER, SMTP_PASSWORD),
-                     certificates=foreign_certificates)
+    server = _server(
+        security="starttls",
+        credentials=(SMTP_USER, SMTP_PASSWORD),
+        certificates=foreign_certificates,
+    )
     yield server
     server.stop()
 
 
 @pytest.fixture
 def untrusted_cert_server(untrusted_certificates):
-    server = _server(security="ssl", credentials=(SMTP_USER, SMTP_PASSWORD),
-                     certificates=untrusted_certificates)
+    server = _server(
+        security="ssl", credentials=(SMTP_USER, SMTP_PASSWORD), certificates=untrusted_certificates
+    )
     yield server
     server.stop()
 

@@ -64,22 +64,31 @@ TEMPLATES = [
     }
 ]
 
+# Each pytest process gets its own test database, so parallel runs do not collide; the
+# environment variable is inherited by subprocesses (qcluster) that a test starts.
+os.environ.setdefault("OWN_SMTP_TEST_DB_SUFFIX", str(os.getpid()))
+_SUFFIX = os.environ["OWN_SMTP_TEST_DB_SUFFIX"]
+
 if os.environ.get("OWN_SMTP_TEST_DB") == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("OWN_SMTP_PG_NAME", "wagtail_own_smtp"),
+            "NAME": os.environ.get("OWN_SMTP_DB_NAME", "postgres"),
             "USER": os.environ.get("OWN_SMTP_PG_USER", "postgres"),
             "HOST": "127.0.0.1",
             "PORT": "5432",
+            "TEST": {"NAME": f"test_wagtail_own_smtp_{_SUFFIX}"},
         }
     }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(BASE_DIR, "artifacts", "test.sqlite3"),
-            "TEST": {"NAME": os.path.join(BASE_DIR, "artifacts", "test-db.sqlite3")},
+            "NAME": os.environ.get(
+                "OWN_SMTP_DB_NAME", os.path.join(BASE_DIR, "artifacts", "dev.sqlite3")
+            ),
+            "TEST": {"NAME": os.path.join(BASE_DIR, "artifacts", f"test-{_SUFFIX}.sqlite3")},
+            "OPTIONS": {"timeout": 20},
         }
     }
 
@@ -107,8 +116,9 @@ else:
     EMAIL_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
     WAGTAIL_OWN_SMTP_FALLBACK_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
-Q_CLUSTER = {"name": "tests", "orm": "default", "timeout": 90, "retry": 120, "workers": 1, "sync": False}
+Q_CLUSTER = {"name": "tests", "orm": "default", "timeout": 90, "retry": 120, "workers": 1}
 
 # Test servers listen on loopback.
 WAGTAIL_OWN_SMTP_ALLOW_PRIVATE_HOSTS = True
 WAGTAIL_OWN_SMTP_TIMEOUT = 3
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

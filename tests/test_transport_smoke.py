@@ -5,8 +5,14 @@ from wagtail_own_smtp import transport
 
 
 def params(server, security, **kw):
-    base = dict(host="localhost", port=server.port, security=security,
-                from_email=SMTP_USER, username=SMTP_USER, password=SMTP_PASSWORD)
+    base = dict(
+        host="localhost",
+        port=server.port,
+        security=security,
+        from_email=SMTP_USER,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+    )
     base.update(kw)
     return transport.ServerParams(**base)
 

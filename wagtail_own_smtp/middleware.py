@@ -35,7 +35,7 @@ class SiteContextMiddleware:
 
 
 def current_site(explicit=None):
-    """The site of a message: explicit, then ``using_site``, then the request's, then the default."""
+    """A message's site: explicit, else ``using_site``, else the request's, else the default."""
     site = explicit or _current_site.get()
     if site is None and (request := _current_request.get()) is not None:
         site = Site.find_for_request(request)

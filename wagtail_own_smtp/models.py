@@ -6,6 +6,8 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
+from . import crypto, transport
+
 MAX_PER_HOUR = 1_000_000
 MAX_PER_DAY = 10_000_000
 MAX_INTERVAL_SECONDS = 86_400
@@ -65,8 +67,10 @@ class SmtpSettings(BaseSiteSetting):
     from_email = models.EmailField(
         _("sender address"),
         blank=True,
-        help_text=_("All mail of this site is sent from this address. It must be able to "
-                    "receive the confirmation link."),
+        help_text=_(
+            "All mail of this site is sent from this address. It must be able to "
+            "receive the confirmation link."
+        ),
     )
     from_name = models.CharField(
         _("sender name"),
@@ -147,6 +151,40 @@ class SmtpSettings(BaseSiteSetting):
     def has_password(self):
         return bool(self.password_ciphertext)
 
+    def set_password(self, plaintext):
+        """Store a new password encrypted ("" removes it)."""
+        self.password_ciphertext = crypto.encrypt(plaintext)
+        self.password_version += 1
+
+    def current_params(self):
+        """The parameters as last saved (what a confirmation message is sent through)."""
+        return transport.ServerParams(
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            from_email=self.from_email,
+            username=self.username,
+            password=crypto.decrypt(self.password_ciphertext),
+        )
+
+    def verified_params(self):
+        """The confirmed parameters the dispatcher sends through, or None."""
+        if not self.has_verified_server:
+            return None
+        return transport.ServerParams(
+            host=self.verified_host,
+            port=self.verified_port,
+            security=self.verified_security,
+            from_email=self.verified_from_email,
+            username=self.verified_username,
+            password=crypto.decrypt(self.verified_password_ciphertext),
+        )
+
+    # Templates can reach settings through Wagtail's ``settings`` context proxy: never decrypt there.
+    current_params.do_not_call_in_templates = True
+    verified_params.do_not_call_in_templates = True
+    set_password.alters_data = True
+
     @property
     def has_verified_server(self):
         return bool(self.verified_host) and self.verified_at is not None
@@ -194,7 +232,9 @@ class OutboundMessage(models.Model):
         verbose_name_plural = _("outbound messages")
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="own_smtp_due_idx"),
-            models.Index(fields=["site", "status", "next_attempt_at"], name="own_smtp_site_due_idx"),
+            models.Index(
+                fields=["site", "status", "next_attempt_at"], name="own_smtp_site_due_idx"
+            ),
         ]
 
     def __str__(self):
@@ -209,6 +249,9 @@ class SiteSendState(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self):
+        return f"send state of site {self.site_id}"
+
 
 class SendRecord(models.Model):
     """Recipients handed to a site's server at one moment: the rolling hour and day windows."""
@@ -219,3 +262,6 @@ class SendRecord(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["site", "sent_at"], name="own_smtp_window_idx")]
+
+    def __str__(self):
+        return f"{self.recipients} recipient(s) at {self.sent_at}"

@@ -154,7 +154,9 @@ def login(connection, username, password):
         token = b"\0" + username.encode() + b"\0" + password.encode()
         code, reply = connection.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode())
     elif "LOGIN" in mechanisms:
-        code, reply = connection.docmd("AUTH", "LOGIN " + base64.b64encode(username.encode()).decode())
+        code, reply = connection.docmd(
+            "AUTH", "LOGIN " + base64.b64encode(username.encode()).decode()
+        )
         if code == 334:
             code, reply = connection.docmd(base64.b64encode(password.encode()).decode())
     else:
@@ -243,10 +245,13 @@ def classify(error, stage, params):
         replies = error.recipients.values()
         codes = [code for code, _reply in replies]
         text = "; ".join(
-            f"{rcpt}: {_reply_text(code, reply)}" for rcpt, (code, reply) in error.recipients.items()
+            f"{rcpt}: {_reply_text(code, reply)}"
+            for rcpt, (code, reply) in error.recipients.items()
         )
         kind = TRANSIENT if any(400 <= c < 500 for c in codes) else MESSAGE
-        return SmtpFailure(kind, text, codes[0] if codes else None, hint_for(params, codes[0], text))
+        return SmtpFailure(
+            kind, text, codes[0] if codes else None, hint_for(params, codes[0], text)
+        )
     if isinstance(error, smtplib.SMTPResponseException):
         code = error.smtp_code
         text = _reply_text(code, error.smtp_error)
@@ -262,15 +267,19 @@ def classify(error, stage, params):
             SERVER,
             _("The server's certificate was not accepted: %(reason)s")
             % {"reason": error.verify_message or error.reason},
-            hint=_("The certificate does not match the host name or is not trusted. Use the "
-                   "host name the certificate was issued for."),
+            hint=_(
+                "The certificate does not match the host name or is not trusted. Use the "
+                "host name the certificate was issued for."
+            ),
         )
     if isinstance(error, ssl.SSLError):
-        return SmtpFailure(SERVER, _("TLS failed: %(reason)s") % {"reason": error.reason or error},
-                           hint=hint)
+        return SmtpFailure(
+            SERVER, _("TLS failed: %(reason)s") % {"reason": error.reason or error}, hint=hint
+        )
     if isinstance(error, smtplib.SMTPServerDisconnected):
-        return SmtpFailure(TRANSIENT, str(error) or _("The server closed the connection."),
-                           hint=hint)
+        return SmtpFailure(
+            TRANSIENT, str(error) or _("The server closed the connection."), hint=hint
+        )
     if isinstance(error, OSError):
         return SmtpFailure(TRANSIENT, _describe_os_error(error), hint=hint)
     if isinstance(error, smtplib.SMTPException):
@@ -285,8 +294,10 @@ def hint_for(params, code=None, text=""):
     if code == 535 or (code and "5.7.8" in text):
         return _("The server rejected the username or password.")
     if "5.7.57" in text or "5.7.30" in text or "5.7.139" in text:
-        return _("Microsoft 365 has basic authentication (password login) for SMTP turned off "
-                 "for this mailbox or tenant.")
+        return _(
+            "Microsoft 365 has basic authentication (password login) for SMTP turned off "
+            "for this mailbox or tenant."
+        )
     if "5.4.5" in text:
         return _("The sending quota of the account is used up; mail waits until it resets.")
     if port == 465 and security == "starttls":
