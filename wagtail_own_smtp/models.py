@@ -180,7 +180,7 @@ class SmtpSettings(BaseSiteSetting):
             password=crypto.decrypt(self.verified_password_ciphertext),
         )
 
-    # Templates can reach settings through Wagtail's ``settings`` context proxy: never decrypt there.
+    # Wagtail's ``settings`` template proxy exposes this model: never decrypt in a template.
     current_params.do_not_call_in_templates = True
     verified_params.do_not_call_in_templates = True
     set_password.alters_data = True
