@@ -65,7 +65,9 @@ def plain_server():
 
 
 @pytest.fixture
-def foreign_cert_server(foreign_certificates):
+def foreign_cert_server(foreign_certificates, settings):
+    """A certificate from a trusted CA, issued for "other.example" instead of "localhost"."""
+    settings.WAGTAIL_OWN_SMTP_CA_FILE = str(foreign_certificates["ca"])
     server = _server(
         security="starttls",
         credentials=(SMTP_USER, SMTP_PASSWORD),

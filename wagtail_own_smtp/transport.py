@@ -21,6 +21,19 @@ TRANSIENT = "transient"
 MESSAGE = "message"
 SERVER = "server"
 
+# OpenSSL's reasons when the peer does not speak TLS (it sent a plain-text SMTP greeting).
+_NOT_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "UNKNOWN_PROTOCOL",
+    "HTTP_REQUEST",
+}
+# OpenSSL verify codes: host name mismatch, expired, and the untrusted-issuer family.
+_HOSTNAME_MISMATCH = 62
+_EXPIRED = 10
+_UNTRUSTED = {18, 19, 20, 21}
+
 
 @dataclass(frozen=True)
 class ServerParams:
@@ -83,6 +96,7 @@ def resolve(host, port):
 
 
 def tls_context():
+    """Certificate and host-name verification on; WAGTAIL_OWN_SMTP_CA_FILE trusted as well."""
     context = ssl.create_default_context()
     ca_file = conf.get("CA_FILE")
     if ca_file:
@@ -91,58 +105,95 @@ def tls_context():
 
 
 class _PinnedSMTP(smtplib.SMTP):
-    """Connects to the address that was checked, while TLS still verifies the host name."""
+    """Connects to the address that was checked, while TLS verifies the host name.
 
-    pinned_address = None
+    ``stage`` names the step in progress, so a failure can be explained (see ``hint_for``).
+    """
+
+    def __init__(self, host, address, context, implicit_tls, timeout):
+        self.pinned_address = address
+        self.tls_context = context
+        self.implicit_tls = implicit_tls
+        self.stage = "connect"
+        super().__init__(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
+        self._host = host  # smtplib's starttls() verifies the certificate against _host
 
     def _get_socket(self, host, port, timeout):
-        return socket.create_connection((self.pinned_address or host, port), timeout)
-
-
-class _PinnedSMTPSSL(smtplib.SMTP_SSL, _PinnedSMTP):
-    pass
+        self.stage = "connect"
+        sock = socket.create_connection((self.pinned_address, port), timeout)
+        if self.implicit_tls:
+            self.stage = "tls"
+            try:
+                # The handshake runs under the socket's timeout set just above.
+                sock = self.tls_context.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        self.stage = "greeting"
+        return sock
 
 
 def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
-    """Connect, secure, and log in. Returns an open ``smtplib.SMTP`` or raises SmtpFailure."""
+    """Connect, secure, and log in. Returns an open ``smtplib.SMTP`` or raises SmtpFailure.
+
+    ``timeout`` (default WAGTAIL_OWN_SMTP_TIMEOUT) bounds the connect and every exchange with
+    the server, the TLS handshake included.
+    """
     timeout = conf.get("TIMEOUT") if timeout is None else timeout
     try:
         address = resolve(params.host, params.port)
     except PrivateHostError as error:
         raise SmtpFailure(SERVER, str(error)) from None
     except OSError as error:
-        raise SmtpFailure(TRANSIENT, _describe_os_error(error), hint=hint_for(params)) from None
+        raise SmtpFailure(TRANSIENT, _describe_os_error(error, params)) from None
 
-    context = tls_context()
-    if params.security == "ssl":
-        connection = _PinnedSMTPSSL(
-            local_hostname=DNS_NAME.get_fqdn(), timeout=timeout, context=context
-        )
-    else:
-        connection = _PinnedSMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
-    connection.pinned_address = address
-    connection._host = params.host  # smtplib checks the TLS certificate against _host
+    context = _platform_tls_context() if params.security != "none" else None
+    connection = _PinnedSMTP(params.host, address, context, params.security == "ssl", timeout)
     try:
-        with _classified(params, stage="connect"):
+        with _classified(params, connection):
             connection.connect(params.host, params.port)
-            connection.ehlo()
+            connection.stage = "ehlo"
+            connection.ehlo_or_helo_if_needed()
             if params.security == "starttls":
                 if not connection.has_extn("starttls"):
                     # Never fall back to plain text: the credentials would travel in clear.
                     raise SmtpFailure(
                         SERVER,
                         _("The server does not offer STARTTLS; nothing was sent."),
-                        hint=hint_for(params),
+                        hint=hint_for(params)
+                        or _(
+                            "Ask your mail provider which port offers STARTTLS (usually 587) "
+                            "or SSL/TLS (usually 465)."
+                        ),
                     )
+                connection.stage = "tls"
                 connection.starttls(context=context)
+                connection.stage = "ehlo"
                 connection.ehlo()
-        if params.username:
-            with _classified(params, stage="auth"):
+            if params.username:
+                connection.stage = "auth"
                 login(connection, params.username, params.password)
     except BaseException:
-        close_quietly(connection)
+        # No QUIT: after a TLS or timeout failure the dialogue is not in a state to end politely.
+        connection.close()
         raise
+    connection.stage = "send"
     return connection
+
+
+def _platform_tls_context():
+    try:
+        return tls_context()
+    except (OSError, ssl.SSLError):
+        # The platform's configuration, not the editor's: mail waits until it is fixed.
+        raise SmtpFailure(
+            TRANSIENT,
+            _("The platform's list of trusted certificate authorities cannot be read."),
+            hint=_(
+                "Please tell the platform's administrator: WAGTAIL_OWN_SMTP_CA_FILE is not "
+                "a readable PEM file."
+            ),
+        ) from None
 
 
 def login(connection, username, password):
@@ -178,18 +229,33 @@ def close_quietly(connection):
             pass
 
 
+def _envelope_options(connection, addresses):
+    """SMTPUTF8 when an envelope address is not ASCII; a MESSAGE failure if the server lacks it."""
+    if all(address.isascii() for address in addresses):
+        return []
+    if not connection.has_extn("smtputf8"):
+        raise SmtpFailure(
+            MESSAGE,
+            _("The server does not accept addresses with non-ASCII characters (no SMTPUTF8)."),
+        )
+    return ["SMTPUTF8"]
+
+
 def send(connection, params: ServerParams, envelope_from, recipients, raw_message: bytes):
     """Hand one message to the server. Returns the recipients the server refused (a dict)."""
-    with _classified(params, stage="send"):
-        return connection.sendmail(envelope_from, recipients, raw_message)
+    connection.stage = "send"
+    options = _envelope_options(connection, [envelope_from, *recipients])
+    with _classified(params, connection):
+        return connection.sendmail(envelope_from, recipients, raw_message, mail_options=options)
 
 
 def test_connection(params: ServerParams, timeout=None):
     """Connect, TLS, AUTH, MAIL FROM and RCPT TO the sender, then RSET: nothing is sent."""
     connection = open_connection(params, timeout=timeout)
     try:
-        with _classified(params, stage="send"):
-            code, reply = connection.mail(params.from_email)
+        options = _envelope_options(connection, [params.from_email])
+        with _classified(params, connection):
+            code, reply = connection.mail(params.from_email, options)
             if code != 250:
                 raise smtplib.SMTPSenderRefused(code, reply, params.from_email)
             code, reply = connection.rcpt(params.from_email)
@@ -203,9 +269,9 @@ def test_connection(params: ServerParams, timeout=None):
 class _classified:
     """Turn smtplib, ssl and socket errors raised inside into SmtpFailure."""
 
-    def __init__(self, params, stage):
+    def __init__(self, params, connection):
         self.params = params
-        self.stage = stage
+        self.connection = connection
 
     def __enter__(self):
         return self
@@ -213,7 +279,7 @@ class _classified:
     def __exit__(self, exc_type, error, traceback):
         if error is None or isinstance(error, SmtpFailure):
             return False
-        failure = classify(error, self.stage, self.params)
+        failure = classify(error, getattr(self.connection, "stage", "send"), self.params)
         if failure is None:
             return False
         raise failure from None
@@ -225,69 +291,89 @@ def _reply_text(code, reply):
     return f"{code} {reply}".strip() if code else str(reply)
 
 
-def _describe_os_error(error):
+def _is_timeout(error):
+    # smtplib turns a timeout while reading a reply into SMTPServerDisconnected.
+    return isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
+
+
+def _describe_os_error(error, params):
     if isinstance(error, socket.gaierror):
         return _("The host name could not be resolved (%(error)s).") % {"error": error.strerror}
-    if isinstance(error, TimeoutError | socket.timeout):
+    if _is_timeout(error):
         return _("The server did not answer in time.")
+    if isinstance(error, ConnectionRefusedError):
+        return _("%(host)s refused the connection on port %(port)s.") % {
+            "host": params.host,
+            "port": params.port,
+        }
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return _("The server closed the connection.")
     return error.strerror or str(error) or error.__class__.__name__
 
 
 def classify(error, stage, params):
-    """The SmtpFailure for an exception raised while talking to the server, or None."""
-    hint = hint_for(params)
-    if isinstance(error, smtplib.SMTPAuthenticationError | smtplib.SMTPNotSupportedError):
-        code = getattr(error, "smtp_code", None)
-        text = _reply_text(code, getattr(error, "smtp_error", str(error)))
-        kind = TRANSIENT if code and 400 <= code < 500 else SERVER
-        return SmtpFailure(kind, text, code, hint_for(params, code=code, text=text))
+    """The SmtpFailure for an exception raised while talking to the server, or None.
+
+    ``stage``: "connect", "tls", "greeting", "ehlo", "auth" or "send".
+    """
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        replies = error.recipients.values()
-        codes = [code for code, _reply in replies]
+        codes = [code for code, _reply in error.recipients.values()]
         text = "; ".join(
             f"{rcpt}: {_reply_text(code, reply)}"
             for rcpt, (code, reply) in error.recipients.items()
         )
         kind = TRANSIENT if any(400 <= c < 500 for c in codes) else MESSAGE
-        return SmtpFailure(
-            kind, text, codes[0] if codes else None, hint_for(params, codes[0], text)
-        )
+        code = codes[0] if codes else None
+        return SmtpFailure(kind, text, code, hint_for(params, code, text, stage))
     if isinstance(error, smtplib.SMTPResponseException):
         code = error.smtp_code
         text = _reply_text(code, error.smtp_error)
-        if 400 <= code < 500:
-            kind = TRANSIENT
-        elif isinstance(error, smtplib.SMTPSenderRefused) or stage != "send":
-            kind = SERVER
-        else:
-            kind = MESSAGE
-        return SmtpFailure(kind, text, code, hint_for(params, code=code, text=text))
+        return SmtpFailure(
+            _reply_kind(error, code, text, stage), text, code, hint_for(params, code, text, stage)
+        )
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        # Raised by this module (no AUTH offered) or smtplib: the server lacks a feature.
+        return SmtpFailure(SERVER, str(error), hint=hint_for(params, stage=stage))
     if isinstance(error, ssl.SSLCertVerificationError):
         return SmtpFailure(
             SERVER,
             _("The server's certificate was not accepted: %(reason)s")
             % {"reason": error.verify_message or error.reason},
-            hint=_(
-                "The certificate does not match the host name or is not trusted. Use the "
-                "host name the certificate was issued for."
-            ),
+            hint=hint_for(params, stage=stage, error=error),
+        )
+    if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return SmtpFailure(
+            TRANSIENT, _("The server closed the connection."), hint=hint_for(params, stage=stage)
         )
     if isinstance(error, ssl.SSLError):
         return SmtpFailure(
-            SERVER, _("TLS failed: %(reason)s") % {"reason": error.reason or error}, hint=hint
+            SERVER,
+            _("TLS failed: %(reason)s") % {"reason": error.reason or error},
+            hint=hint_for(params, stage=stage, error=error),
         )
-    if isinstance(error, smtplib.SMTPServerDisconnected):
+    if isinstance(error, OSError | smtplib.SMTPServerDisconnected):
         return SmtpFailure(
-            TRANSIENT, str(error) or _("The server closed the connection."), hint=hint
+            TRANSIENT,
+            _describe_os_error(error, params),
+            hint=hint_for(params, stage=stage, error=error),
         )
-    if isinstance(error, OSError):
-        return SmtpFailure(TRANSIENT, _describe_os_error(error), hint=hint)
     if isinstance(error, smtplib.SMTPException):
-        return SmtpFailure(TRANSIENT, str(error), hint=hint)
+        return SmtpFailure(TRANSIENT, str(error), hint=hint_for(params, stage=stage))
     return None
 
 
-def hint_for(params, code=None, text=""):
+def _reply_kind(error, code, text, stage):
+    if 400 <= code < 500:
+        return TRANSIENT
+    if stage != "send":
+        return SERVER  # greeting, EHLO, STARTTLS, AUTH: the server or its settings
+    if isinstance(error, smtplib.SMTPSenderRefused):
+        # A size refusal at MAIL FROM is about this message; anything else about the sender.
+        return MESSAGE if code == 552 or "5.3.4" in text else SERVER
+    return MESSAGE
+
+
+def hint_for(params, code=None, text="", stage=None, error=None):
     """A short explanation where the cause of a failure is known."""
     port, security = params.port, params.security
     text = text or ""
@@ -300,10 +386,46 @@ def hint_for(params, code=None, text=""):
         )
     if "5.4.5" in text:
         return _("The sending quota of the account is used up; mail waits until it resets.")
-    if port == 465 and security == "starttls":
-        return _("Port 465 usually expects SSL/TLS, not STARTTLS.")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _certificate_hint(error)
+    if (
+        stage == "tls"
+        and security == "ssl"
+        and isinstance(error, ssl.SSLError)
+        and error.reason in _NOT_TLS_REASONS
+    ):
+        return _(
+            "The server answered in plain text, so this port does not expect SSL/TLS from "
+            "the start. Choose STARTTLS (usually port 587) or no encryption (port 25)."
+        )
+    if stage == "greeting" and security != "ssl" and error is not None and _is_timeout(error):
+        return _(
+            "The server accepted the connection but sent no greeting. A port that expects "
+            "SSL/TLS from the start (usually 465) behaves like this: choose SSL/TLS."
+        )
+    if port == 465 and security != "ssl":
+        return _("Port 465 usually expects SSL/TLS, not %(security)s.") % {
+            "security": _("STARTTLS") if security == "starttls" else _("no encryption")
+        }
     if port in (25, 587) and security == "ssl":
         return _("Port %(port)s usually expects STARTTLS or no encryption, not SSL/TLS.") % {
             "port": port
         }
     return ""
+
+
+def _certificate_hint(error):
+    if error.verify_code == _HOSTNAME_MISMATCH:
+        return _(
+            "The certificate was issued for another host name. Enter the host name it was "
+            "issued for; your mail provider's documentation names it."
+        )
+    if error.verify_code == _EXPIRED:
+        return _("The server's certificate has expired; the mail provider must renew it.")
+    if error.verify_code in _UNTRUSTED:
+        return _(
+            "The certificate is not signed by a trusted certificate authority (self-signed or "
+            "a private CA). Use your provider's official host name, or ask the platform's "
+            "administrator to trust that CA."
+        )
+    return _("The certificate does not match the host name or is not trusted.")
