@@ -7,6 +7,8 @@ from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
 from . import crypto, transport
+from .forms import SmtpSettingsForm
+from .panels import settings_panels
 
 MAX_PER_HOUR = 1_000_000
 MAX_PER_DAY = 10_000_000
@@ -140,6 +142,9 @@ class SmtpSettings(BaseSiteSetting):
     verified_username = models.CharField(max_length=254, blank=True, editable=False)
     verified_password_ciphertext = models.BinaryField(blank=True, default=b"", editable=False)
 
+    panels = settings_panels
+    base_form_class = SmtpSettingsForm
+
     class Meta:
         verbose_name = _("Own SMTP server")
         verbose_name_plural = _("Own SMTP servers")
@@ -226,6 +231,8 @@ class OutboundMessage(models.Model):
 
     # Set while a worker holds the message; a worker that dies lets it expire.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Which dispatch run claimed it (so a run only releases its own claims).
+    claimed_by = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("outbound message")

@@ -1,1 +1,177 @@
 """Public confirmation view and the status panel's admin actions."""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from wagtail.admin import messages
+from wagtail.models import Site
+
+from . import crypto, transport, verification
+from .models import SmtpSettings
+
+
+def settings_edit_url(site_pk):
+    meta = SmtpSettings._meta
+    return reverse("wagtailsettings:edit", args=[meta.app_label, meta.model_name, site_pk])
+
+
+def user_can_change(user, site):
+    """The check Wagtail's settings EditView makes for a site setting."""
+    policy = SmtpSettings.get_permission_policy()
+    return policy.user_has_permission_for_instance(user, "change", site)
+
+
+# -- public: the confirmation link -------------------------------------------------------------
+
+_LINK_PROBLEMS = {
+    verification.InvalidLink.UNKNOWN: (
+        404,
+        gettext_lazy(
+            "This confirmation link is not valid. It may have been used already, or a newer "
+            "confirmation message replaced it."
+        ),
+    ),
+    verification.InvalidLink.EXPIRED: (
+        410,
+        gettext_lazy(
+            "This confirmation link has expired. Send the confirmation again from the settings."
+        ),
+    ),
+    verification.InvalidLink.CHANGED: (
+        410,
+        gettext_lazy(
+            "The server settings changed after this link was sent, so it no longer applies. "
+            "Use the link in the newest confirmation message."
+        ),
+    ),
+}
+
+
+def _invalid_link(request, problem):
+    status, text = _LINK_PROBLEMS[problem.reason]
+    return TemplateResponse(
+        request, "wagtail_own_smtp/verify_invalid.html", {"problem": text}, status=status
+    )
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "HEAD", "POST"])
+def verify(request, token):
+    """GET shows what the link activates and changes nothing; POST activates it.
+
+    No login: the token, delivered to the sender's mailbox through the new server, is the proof.
+    """
+    if request.method == "POST":
+        try:
+            smtp_settings = verification.confirm(token)
+        except verification.InvalidLink as problem:
+            return _invalid_link(request, problem)
+        messages.success(request, _("The new server settings are now active."))
+        # An editor who may change the setting sees it verified in the admin; anyone else gets
+        # a small public page with the same green message.
+        if user_can_change(request.user, smtp_settings.site):
+            return redirect(settings_edit_url(smtp_settings.site_id))
+        return redirect("wagtail_own_smtp:verified")
+
+    try:
+        smtp_settings = verification.pending_for(token)
+    except verification.InvalidLink as problem:
+        return _invalid_link(request, problem)
+    return TemplateResponse(
+        request,
+        "wagtail_own_smtp/verify_confirm.html",
+        {
+            "settings": smtp_settings,
+            "site_name": smtp_settings.site.site_name or smtp_settings.site.hostname,
+            "security": smtp_settings.get_security_display(),
+        },
+    )
+
+
+@never_cache
+@require_GET
+def verified(request):
+    return TemplateResponse(request, "wagtail_own_smtp/verified.html", {})
+
+
+# -- admin: the status panel's buttons ---------------------------------------------------------
+
+
+def _settings_for_change(request, site_pk):
+    site = get_object_or_404(Site, pk=site_pk)
+    if not user_can_change(request.user, site):
+        raise PermissionDenied
+    return SmtpSettings.for_site(site)
+
+
+def failure_message(intro, failure):
+    """The server's original reply, verbatim, and the hint where one is known."""
+    text = _("%(intro)s The server answered: %(reply)s") % {"intro": intro, "reply": failure.text}
+    if failure.hint:
+        text = f"{text} {failure.hint}"
+    return text
+
+
+def add_confirmation_messages(request, result):
+    """Turn a ConfirmationResult into an admin message (red either way, as on the help page)."""
+    if result.sent:
+        messages.error(
+            request,
+            _(
+                "A test message with a confirmation link was sent to %(address)s. The new "
+                "settings take effect once you click the link in it."
+            )
+            % {"address": result.recipient},
+        )
+    else:
+        messages.error(
+            request,
+            failure_message(_("The test message could not be sent."), result.failure),
+        )
+
+
+@require_POST
+def resend_confirmation(request, site_pk):
+    smtp_settings = _settings_for_change(request, site_pk)
+    if not verification.is_complete(smtp_settings):
+        messages.error(request, _("Enter and save the SMTP host and the sender address first."))
+    else:
+        add_confirmation_messages(
+            request, verification.send_confirmation(smtp_settings, request=request)
+        )
+    return redirect(settings_edit_url(site_pk))
+
+
+@require_POST
+def test_connection(request, site_pk):
+    """Connect, TLS, AUTH, MAIL FROM / RCPT TO, RSET: nothing is sent, nothing is counted."""
+    smtp_settings = _settings_for_change(request, site_pk)
+    if not verification.is_complete(smtp_settings):
+        messages.error(request, _("Enter and save the SMTP host and the sender address first."))
+        return redirect(settings_edit_url(site_pk))
+    try:
+        transport.test_connection(smtp_settings.current_params())
+    except crypto.UndecryptablePassword:
+        messages.error(
+            request,
+            _("The stored password cannot be decrypted with the configured keys. Enter it again."),
+        )
+    except transport.SmtpFailure as failure:
+        messages.error(request, failure_message(_("The connection test failed."), failure))
+    else:
+        messages.success(
+            request,
+            _(
+                "The connection to %(host)s:%(port)s works: the server accepted the login and "
+                "the sender address. Nothing was sent."
+            )
+            % {"host": smtp_settings.host, "port": smtp_settings.port},
+        )
+    return redirect(settings_edit_url(site_pk))

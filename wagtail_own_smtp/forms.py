@@ -1,0 +1,203 @@
+"""The settings form: a write-only password and validation that turns every bad input into a form
+error (never a 500)."""
+
+import hmac
+import ipaddress
+import re
+import unicodedata
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.forms import WagtailAdminModelForm
+
+from . import crypto, transport
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_PASSWORD_LENGTH = 1024
+
+
+def _has_control_characters(value):
+    # CR and LF would inject headers or SMTP commands; NUL breaks AUTH PLAIN.
+    return any(unicodedata.category(char) == "Cc" for char in value)
+
+
+def _to_ascii(host):
+    """The IDNA (punycode) form of an internationalised host name."""
+    try:
+        import idna
+    except ImportError:
+        return host.encode("idna").decode("ascii")
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as error:
+        raise UnicodeError(str(error)) from None
+
+
+def normalize_host(value):
+    """A host name per RFC 1123 (IDN as punycode, lower case) or an IP literal; ValueError else."""
+    host = value.strip()
+    if not host or any(char.isspace() for char in host) or _has_control_characters(host):
+        raise ValueError
+    if host.startswith("[") and host.endswith("]"):
+        return str(ipaddress.IPv6Address(host[1:-1]))
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not host.isascii():
+        try:
+            host = _to_ascii(host)
+        except UnicodeError:
+            raise ValueError from None
+    host = host.lower().removesuffix(".")
+    labels = host.split(".")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError
+    if labels[-1].isdigit():
+        # "10.1" or "1.2.3" would be taken as an address by the resolver.
+        raise ValueError
+    return host
+
+
+def security_hint(smtp_settings):
+    """A warning for a port and encryption that rarely go together (saving is still allowed)."""
+    if not smtp_settings.host:
+        return ""
+    return transport.hint_for(
+        transport.ServerParams(
+            host=smtp_settings.host,
+            port=smtp_settings.port,
+            security=smtp_settings.security,
+            from_email=smtp_settings.from_email,
+        )
+    )
+
+
+class SmtpSettingsForm(WagtailAdminModelForm):
+    password = forms.CharField(
+        label=_("password"),
+        required=False,
+        strip=False,
+        max_length=MAX_PASSWORD_LENGTH,
+        # Never rendered back, not even after a validation error; no autofill of the login.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    remove_password = forms.BooleanField(
+        label=_("remove the stored password"),
+        required=False,
+        help_text=_("For a server that needs no password."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "password" in self.fields:
+            self.fields["password"].help_text = (
+                _("A password is stored. Leave blank to keep it.")
+                if self.instance.has_password
+                else _("No password is stored.")
+            )
+
+    def clean_host(self):
+        host = self.cleaned_data.get("host", "")
+        if not host:
+            return ""
+        try:
+            return normalize_host(host)
+        except ValueError:
+            raise forms.ValidationError(
+                _("Enter a host name such as smtp.example.org, or an IP address."),
+                code="invalid_host",
+            ) from None
+
+    def clean_from_email(self):
+        return self._single_line("from_email")
+
+    def clean_from_name(self):
+        return self._single_line("from_name")
+
+    def clean_username(self):
+        return self._single_line("username")
+
+    def clean_password(self):
+        password = self.cleaned_data.get("password", "")
+        if password and any(char in password for char in "\0\r\n"):
+            raise forms.ValidationError(
+                _("The password must not contain line breaks."), code="invalid_password"
+            )
+        return password
+
+    def _single_line(self, name):
+        value = self.cleaned_data.get(name, "")
+        if value and _has_control_characters(value):
+            raise forms.ValidationError(
+                _("Line breaks and control characters are not allowed here."),
+                code="control_characters",
+            )
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        host = cleaned.get("host")
+        if cleaned.get("delivery_mode") == "own":
+            for name in ("host", "from_email"):
+                if not cleaned.get(name) and name not in self.errors:
+                    self.add_error(
+                        name,
+                        forms.ValidationError(
+                            _("Required to send via your own mail server."), code="required"
+                        ),
+                    )
+        if host and "host" in self.changed_data and "host" not in self.errors:
+            self._check_address(host, cleaned.get("port") or 25)
+        hour, day = cleaned.get("max_per_hour"), cleaned.get("max_per_day")
+        if hour is not None and day is not None and hour > day:
+            self.add_error(
+                "max_per_hour",
+                forms.ValidationError(
+                    _("The hourly limit cannot be higher than the daily limit."),
+                    code="limits",
+                ),
+            )
+        if cleaned.get("password") and cleaned.get("remove_password"):
+            self.add_error(
+                "remove_password",
+                forms.ValidationError(
+                    _("Either enter a new password or remove the stored one, not both."),
+                    code="password_conflict",
+                ),
+            )
+        return cleaned
+
+    def _check_address(self, host, port):
+        try:
+            transport.resolve(host, port)
+        except transport.PrivateHostError as error:
+            self.add_error("host", forms.ValidationError(str(error), code="private_host"))
+        except (OSError, UnicodeError):
+            self.add_error(
+                "host",
+                forms.ValidationError(
+                    _("The host name could not be resolved."), code="unresolvable_host"
+                ),
+            )
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        password = self.cleaned_data.get("password")
+        if self.cleaned_data.get("remove_password"):
+            if instance.has_password:
+                instance.set_password("")
+        elif password and not self._is_stored_password(instance, password):
+            instance.set_password(password)
+        if commit:
+            instance.save()
+            self.save_m2m()
+        return instance
+
+    @staticmethod
+    def _is_stored_password(instance, password):
+        # Typing the same password again is no change and needs no new confirmation.
+        if not instance.has_password or not crypto.can_decrypt(instance.password_ciphertext):
+            return False
+        stored = crypto.decrypt(instance.password_ciphertext)
+        return hmac.compare_digest(stored.encode(), password.encode())

@@ -1,0 +1,70 @@
+"""The settings edit screen, grouped like the help page, with a read-only verification status."""
+
+from django import forms
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, Panel
+
+from . import crypto
+from .forms import security_hint
+
+
+class VerificationStatusPanel(Panel):
+    """Verification state, the server's last reply, and the resend / connection test buttons."""
+
+    class BoundPanel(Panel.BoundPanel):
+        template_name = "wagtail_own_smtp/panels/verification_status.html"
+
+        def get_context_data(self, parent_context=None):
+            # Imported here: verification imports the models, which import this module.
+            from .verification import link_expires_at
+
+            context = super().get_context_data(parent_context)
+            smtp_settings = self.instance
+            site_pk = smtp_settings.site_id
+            context.update(
+                settings=smtp_settings,
+                status=smtp_settings.verification_status,
+                status_label=smtp_settings.get_verification_status_display(),
+                has_password=smtp_settings.has_password,
+                # A lost key must not break the page; the editor is told to enter it again.
+                password_undecryptable=(
+                    smtp_settings.has_password
+                    and not crypto.can_decrypt(smtp_settings.password_ciphertext)
+                ),
+                link_expires_at=link_expires_at(smtp_settings),
+                security_hint=security_hint(smtp_settings),
+                can_act=bool(site_pk and smtp_settings.host and smtp_settings.from_email),
+                resend_url=site_pk and reverse("wagtail_own_smtp_admin:resend", args=[site_pk]),
+                test_url=site_pk
+                and reverse("wagtail_own_smtp_admin:test_connection", args=[site_pk]),
+            )
+            return context
+
+
+settings_panels = [
+    MultiFieldPanel(
+        [FieldPanel("delivery_mode", widget=forms.RadioSelect)],
+        heading=_("Own SMTP server"),
+    ),
+    VerificationStatusPanel(heading=_("Verification")),
+    MultiFieldPanel(
+        [
+            FieldRowPanel([FieldPanel("host"), FieldPanel("port")]),
+            FieldPanel("security"),
+            FieldPanel("from_email"),
+            FieldPanel("from_name"),
+            FieldPanel("username"),
+            FieldPanel("password"),
+            FieldPanel("remove_password"),
+        ],
+        heading=_("Server parameters"),
+    ),
+    MultiFieldPanel(
+        [
+            FieldPanel("min_interval"),
+            FieldRowPanel([FieldPanel("max_per_hour"), FieldPanel("max_per_day")]),
+        ],
+        heading=_("Minimum interval / limits"),
+    ),
+]

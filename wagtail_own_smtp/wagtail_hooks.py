@@ -1,0 +1,38 @@
+"""Admin wiring: confirmation after a save, and the status panel's actions."""
+
+from django.urls import include, path
+from wagtail import hooks
+from wagtail.admin import messages
+
+from . import verification, views
+from .forms import security_hint
+from .models import SmtpSettings
+
+
+@hooks.register("after_edit_setting")
+def confirm_changed_server(request, instance):
+    if not isinstance(instance, SmtpSettings):
+        return None
+    result = verification.settings_saved(instance, request=request)
+    if result is not None:
+        views.add_confirmation_messages(request, result)
+    hint = security_hint(instance)
+    if hint and not (result and result.failure and result.failure.hint == hint):
+        messages.warning(request, hint)
+    return None
+
+
+_admin_urls = [
+    path("<int:site_pk>/send-confirmation/", views.resend_confirmation, name="resend"),
+    path("<int:site_pk>/test-connection/", views.test_connection, name="test_connection"),
+]
+
+
+@hooks.register("register_admin_urls")
+def register_admin_urls():
+    return [
+        path(
+            "own-smtp/",
+            include((_admin_urls, "wagtail_own_smtp_admin"), namespace="wagtail_own_smtp_admin"),
+        )
+    ]
