@@ -7,6 +7,7 @@ to refuse recipients, answer DATA with an error, or never answer at all.
 
 import asyncio
 import datetime
+import email.utils
 import ipaddress
 import mailbox
 import socket
@@ -106,6 +107,7 @@ class Received:
     data: bytes
     arrived_at: float
     authenticated_as: str | None = None
+    tls: bool = False
 
     @property
     def message(self):
@@ -155,6 +157,7 @@ class _Handler:
                 data=envelope.original_content or envelope.content,
                 arrived_at=time.monotonic(),
                 authenticated_as=login.decode() if isinstance(login, bytes) else login,
+                tls=session.ssl is not None or self.server.security == "ssl",
             )
         )
         return "250 2.0.0 Message accepted"
@@ -176,8 +179,10 @@ class LocalSmtpServer:
         port=0,
         maildir=None,
         hostname="127.0.0.1",
+        ident="wagtail-own-smtp test server",
     ):
         self.security = security
+        self.ident = ident
         self.credentials = credentials
         self.certificates = certificates
         self.hostname = hostname
@@ -207,7 +212,7 @@ class LocalSmtpServer:
         )
 
     def start(self):
-        server_kwargs = {"ident": "wagtail-own-smtp test server"}
+        server_kwargs = {"ident": self.ident}
         if self.credentials:
             server_kwargs.update(
                 authenticator=self._authenticate,
@@ -253,8 +258,25 @@ class LocalSmtpServer:
         with self._arrived:
             self.received.append(received)
             if self.maildir is not None:
-                self.maildir.add(received.data)
+                self.maildir.add(self.delivery_headers(received) + received.data)
             self._arrived.notify_all()
+
+    def delivery_headers(self, received):
+        """Return-Path, Delivered-To and Received, as a mail server adds them on delivery.
+
+        They tell the demo inbox the envelope and whether TLS and AUTH were used.
+        """
+        user = received.authenticated_as
+        protocol = "ESMTP" + ("S" if received.tls else "") + ("A" if user else "")
+        login = f" (authenticated as {user})" if user else ""
+        when = email.utils.format_datetime(datetime.datetime.now(datetime.UTC))
+        lines = [f"Return-Path: <{received.mail_from}>"]
+        lines += [f"Delivered-To: {address}" for address in received.rcpt_tos]
+        lines.append(
+            f"Received: by {self.hostname} port {self.port} ({self.ident}) with {protocol}"
+            f"{login}; {when}"
+        )
+        return ("\r\n".join(lines) + "\r\n").encode()
 
     def wait_for(self, count, timeout=10.0):
         """Block until at least ``count`` messages arrived; return them."""
