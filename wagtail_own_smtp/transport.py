@@ -306,7 +306,7 @@ def _describe_os_error(error, params):
             "host": params.host,
             "port": params.port,
         }
-    if isinstance(error, smtplib.SMTPServerDisconnected):
+    if isinstance(error, smtplib.SMTPServerDisconnected | ConnectionResetError | BrokenPipeError):
         return _("The server closed the connection.")
     return error.strerror or str(error) or error.__class__.__name__
 
@@ -377,13 +377,14 @@ def hint_for(params, code=None, text="", stage=None, error=None):
     """A short explanation where the cause of a failure is known."""
     port, security = params.port, params.security
     text = text or ""
-    if code == 535 or (code and "5.7.8" in text):
-        return _("The server rejected the username or password.")
+    # Microsoft 365 answers 535 too, with its own enhanced codes: test those first.
     if "5.7.57" in text or "5.7.30" in text or "5.7.139" in text:
         return _(
             "Microsoft 365 has basic authentication (password login) for SMTP turned off "
             "for this mailbox or tenant."
         )
+    if code == 535 or (code and "5.7.8" in text):
+        return _("The server rejected the username or password.")
     if "5.4.5" in text:
         return _("The sending quota of the account is used up; mail waits until it resets.")
     if isinstance(error, ssl.SSLCertVerificationError):
