@@ -1,5 +1,6 @@
 """Settings for the test suite: SQLite by default, PostgreSQL with OWN_SMTP_TEST_DB=postgres."""
 
+import json
 import os
 
 import django
@@ -122,3 +123,18 @@ Q_CLUSTER = {"name": "tests", "orm": "default", "timeout": 90, "retry": 120, "wo
 WAGTAIL_OWN_SMTP_ALLOW_PRIVATE_HOSTS = True
 WAGTAIL_OWN_SMTP_TIMEOUT = 3
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Subprocesses a test starts (qcluster, own_smtp_send) get the test's settings through the
+# environment: OWN_SMTP_SETTING_<NAME>=<JSON> sets WAGTAIL_OWN_SMTP_<NAME>, and
+# OWN_SMTP_Q_REDIS_DB=<n> makes django-q2 use Redis on 127.0.0.1:6379 instead of the ORM broker.
+for _key, _value in os.environ.items():
+    if _key.startswith("OWN_SMTP_SETTING_"):
+        globals()["WAGTAIL_OWN_SMTP_" + _key.removeprefix("OWN_SMTP_SETTING_")] = json.loads(_value)
+if os.environ.get("OWN_SMTP_Q_REDIS_DB"):
+    Q_CLUSTER = {
+        "name": f"tests-{_SUFFIX}",
+        "redis": {"host": "127.0.0.1", "port": 6379, "db": int(os.environ["OWN_SMTP_Q_REDIS_DB"])},
+        "timeout": 90,
+        "retry": 120,
+        "workers": 1,
+    }

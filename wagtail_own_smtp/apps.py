@@ -9,4 +9,9 @@ class WagtailOwnSmtpConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
         from . import checks  # noqa: F401  (registers the system checks)
+        from .tasks import ensure_schedule
+
+        post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="wagtail_own_smtp.schedule")

@@ -12,6 +12,7 @@ DEFAULTS = {
     "MAX_MESSAGE_SIZE": 25 * 1024 * 1024,
     "MAX_MESSAGE_AGE": 3 * 24 * 3600,
     "DISPATCH_BUDGET": 50,
+    "LEASE_SECONDS": 300,  # a dispatcher that dies frees its site and messages after this
 }
 
 

@@ -1,6 +1,64 @@
-"""Claim due messages of a site, send them over one connection within its limits, record outcomes."""
+"""Claim due messages of a site, send them over one connection within its limits, record outcomes.
 
-from .models import SendRecord, SiteSendState
+How a run works: list the sites with due mail (own mode, a verified server, not paused), take the
+site whose next slot is earliest, take that site's lease (one dispatcher per site at a time, across
+processes and machines; different sites go in parallel), claim a few due messages under the same
+lease, open ONE connection through the verified parameters, and send while the limits allow.
+Each outcome is written right after the server answers. A run sleeps until the earliest next slot
+while its budget lasts.
+
+Delivery is at-least-once: a message is marked ``sent`` right after the server accepted it, so a
+dispatcher that dies between the server's "250" and that write causes the one message in flight to
+be sent again once its lease expires. Nothing else is ever sent twice: a site's messages are only
+claimed by the holder of the site's lease, and a run checks that it still holds the lease (renewing
+it) before it sends, at least every half lease.
+
+The sender is rewritten at send time, not when the message is queued: the verified sender can
+change (an editor confirms a new server) while mail waits, and the mail must leave with the
+sender of the server it actually goes through.
+"""
+
+import logging
+import random
+import smtplib
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.headerregistry import Address
+from email.utils import make_msgid
+
+from django.db import transaction
+from django.db.models import Case, Count, F, Q, Sum, Value, When
+from django.utils import timezone
+from django.utils.encoding import punycode
+from django.utils.translation import gettext as _
+
+from . import conf, limits, signals, transport
+from .models import (
+    DeliveryMode,
+    MessageStatus,
+    OutboundMessage,
+    SendRecord,
+    SiteSendState,
+    SmtpSettings,
+    VerificationStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+CLAIM_BATCH = 20  # messages claimed at once (fewer when the interval spaces them out)
+CLAIM_BYTES = 8 * 1024 * 1024  # raw bytes held in memory per claim
+KEEP_OPEN = 10  # seconds: a connection whose next slot is further away is closed
+IDLE_CHECK = 5  # seconds idle after which a kept connection is checked with NOOP first
+REFRESH = 5  # seconds between looks for newly due sites while sending
+RETRY_FIRST = 60
+RETRY_MAX = 3600
+
+
+# -- shared state: the rolling windows and the site lease ----------------------------------
 
 
 def record_delivery(site_id, recipients, sent_at):
@@ -9,4 +67,666 @@ def record_delivery(site_id, recipients, sent_at):
     Every message through the server counts, confirmation messages included (providers count them).
     """
     SendRecord.objects.create(site_id=site_id, recipients=recipients, sent_at=sent_at)
-    SiteSendState.objects.update_or_create(site_id=site_id, defaults={"last_sent_at": sent_at})
+    later = Q(last_sent_at__isnull=True) | Q(last_sent_at__lt=sent_at)
+    if not SiteSendState.objects.filter(later, site_id=site_id).update(last_sent_at=sent_at):
+        SiteSendState.objects.get_or_create(site_id=site_id, defaults={"last_sent_at": sent_at})
+
+
+def window_records(site_id, site_limits, now):
+    """The ``(sent_at, recipients)`` records the site's caps look at, oldest first."""
+    window = site_limits.longest_window
+    if window is None:
+        return []
+    return list(
+        SendRecord.objects.filter(site_id=site_id, sent_at__gt=now - window)
+        .order_by("sent_at")
+        .values_list("sent_at", "recipients")
+    )
+
+
+def take_lease(site_id, owner, now, seconds):
+    """Take the site's lease if it is free or expired; True when taken.
+
+    A compare-and-swap on the row as read, so exactly one of several racing dispatchers wins, on
+    SQLite and PostgreSQL alike. When the previous holder died (its lease ran out, never
+    released), it may have sent right up to the expiry: the interval then counts from there.
+    """
+    state, _created = SiteSendState.objects.get_or_create(site_id=site_id)
+    if state.lease_expires_at is not None and state.lease_expires_at >= now:
+        return False
+    last_sent_at = state.last_sent_at
+    if state.lease_owner and state.lease_expires_at is not None:
+        last_sent_at = max(filter(None, [last_sent_at, state.lease_expires_at]))
+    return bool(
+        SiteSendState.objects.filter(
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now),
+            site_id=site_id,
+            lease_owner=state.lease_owner,
+            lease_expires_at=state.lease_expires_at,
+            last_sent_at=state.last_sent_at,
+        ).update(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=seconds),
+            last_sent_at=last_sent_at,
+        )
+    )
+
+
+def renew_lease(site_id, owner, until):
+    """Extend a lease this owner still holds; False when another dispatcher took it over."""
+    return bool(
+        SiteSendState.objects.filter(site_id=site_id, lease_owner=owner).update(
+            lease_expires_at=until
+        )
+    )
+
+
+def release_lease(site_id, owner):
+    SiteSendState.objects.filter(site_id=site_id, lease_owner=owner).update(
+        lease_owner="", lease_expires_at=None
+    )
+
+
+def _due(now):
+    """Messages a dispatcher may claim: due ones, and ones whose worker's lease ran out."""
+    waiting = [MessageStatus.QUEUED, MessageStatus.DEFERRED]
+    abandoned = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
+    return Q(status__in=waiting, next_attempt_at__lte=now) | (
+        Q(status=MessageStatus.SENDING) & abandoned
+    )
+
+
+def claim_due(site_id, owner, now, lease_until, limit):
+    """Mark up to ``limit`` due messages of the site ``sending`` under the lease; return them."""
+    candidates = (
+        OutboundMessage.objects.filter(_due(now), site_id=site_id)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", "size")[:limit]
+    )
+    pks, held = [], 0
+    for pk, size in candidates:
+        if pks and held + size > CLAIM_BYTES:
+            break
+        pks.append(pk)
+        held += size
+    if not pks:
+        return []
+    OutboundMessage.objects.filter(_due(now), pk__in=pks).update(
+        status=MessageStatus.SENDING, claimed_by=owner, lease_expires_at=lease_until
+    )
+    return list(
+        OutboundMessage.objects.filter(
+            pk__in=pks, claimed_by=owner, status=MessageStatus.SENDING
+        ).order_by("next_attempt_at", "pk")
+    )
+
+
+def release_claims(pks, owner):
+    """Put claimed, unsent messages back: queued, or deferred if they had failed before."""
+    OutboundMessage.objects.filter(
+        pk__in=list(pks), claimed_by=owner, status=MessageStatus.SENDING
+    ).update(
+        status=Case(
+            When(attempts=0, then=Value(MessageStatus.QUEUED)),
+            default=Value(MessageStatus.DEFERRED),
+        ),
+        claimed_by="",
+        lease_expires_at=None,
+    )
+
+
+def retry_deferred(site_ids=None):
+    """Make deferred mail due now (``own_smtp_send --retry-deferred``); returns how many."""
+    deferred = OutboundMessage.objects.filter(status=MessageStatus.DEFERRED)
+    if site_ids is not None:
+        deferred = deferred.filter(site_id__in=site_ids)
+    return deferred.update(next_attempt_at=timezone.now())
+
+
+def retry_delay(attempts, rng=random):
+    """Exponential backoff with jitter: about a minute after the first failure, at most an hour."""
+    base = RETRY_FIRST * 2 ** min(max(attempts - 1, 0), 12)
+    return timedelta(seconds=min(RETRY_MAX, base * rng.uniform(0.8, 1.2)))
+
+
+# -- the sender rewrite ---------------------------------------------------------------------
+
+_LOCAL_DOMAINS = ("localhost", ".local", ".localdomain", ".internal", ".lan", ".home.arpa")
+
+
+def _fold(name, value):
+    name, header = policy.SMTP.header_store_parse(name, value)
+    return policy.SMTP.fold(name, header).encode("ascii")
+
+
+def _header_fields(head):
+    """Split a header block into raw fields (continuation lines kept with their field)."""
+    fields = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        elif line:
+            fields.append(line)
+    return fields
+
+
+def _field_name(field_bytes):
+    return field_bytes.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
+
+
+def _field_value(field_bytes):
+    value = field_bytes.split(b":", 1)[1] if b":" in field_bytes else b""
+    return value.replace(b"\r\n", b"").strip().decode("utf-8", "surrogateescape")
+
+
+def _valid_message_domain(domain):
+    domain = domain.strip().lower().rstrip(">")
+    return (
+        "." in domain
+        and not domain.startswith("[")
+        and not any(domain == d.lstrip(".") or domain.endswith(d) for d in _LOCAL_DOMAINS)
+    )
+
+
+def rewrite_sender(raw, sender, display_name=""):
+    """The message as it leaves through the own server: ``From`` is the verified sender.
+
+    The display name is ``display_name`` if given, else the original one. An original ``From``
+    with another address becomes ``Reply-To`` unless one is set. A ``Message-ID`` whose domain is
+    not a public one (Django takes the machine's host name) gets the sender's domain, keeping its
+    unique part, so retries carry the same id. Only these header lines change: every other byte,
+    the body above all, stays as queued (no re-wrapping, no re-encoding).
+    """
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    fields = _header_fields(head)
+    by_name = {}
+    for index, field_bytes in enumerate(fields):
+        by_name.setdefault(_field_name(field_bytes), index)
+
+    original = []
+    if "from" in by_name:
+        header = policy.default.header_factory("From", _field_value(fields[by_name["from"]]))
+        original = list(getattr(header, "addresses", ()))
+    name = display_name or (original[0].display_name if original else "")
+    new_from = _fold("From", Address(name, addr_spec=sender))
+
+    sender_domain = sender.rpartition("@")[2]
+    replaced = {}
+    if "from" in by_name:
+        replaced[by_name["from"]] = new_from
+    differs = any(address.addr_spec.lower() != sender.lower() for address in original)
+    additions = []
+    if differs and "reply-to" not in by_name:
+        # The original field's own bytes, so its encoding stays exactly as Django wrote it.
+        from_field = fields[by_name["from"]]
+        additions.append(b"Reply-To:" + from_field.split(b":", 1)[1])
+    if "message-id" in by_name:
+        message_id = _field_value(fields[by_name["message-id"]])
+        unique, at, domain = message_id.strip().strip("<>").rpartition("@")
+        if not at or not _valid_message_domain(domain):
+            new_id = f"<{unique or message_id.strip('<> ')}@{punycode(sender_domain)}>"
+            replaced[by_name["message-id"]] = _fold("Message-ID", new_id).rstrip(b"\r\n")
+    else:
+        additions.append(
+            _fold("Message-ID", make_msgid(domain=punycode(sender_domain))).rstrip(b"\r\n")
+        )
+
+    lines = [replaced.get(i, f) for i, f in enumerate(fields)]
+    if "from" not in by_name:
+        additions.insert(0, new_from)
+    lines = [line.rstrip(b"\r\n") for line in lines + additions]
+    return b"\r\n".join(lines) + (separator or b"\r\n\r\n") + body
+
+
+def envelope_sender(address):
+    """The verified sender as an envelope address (IDNA domain)."""
+    local, _at, domain = address.rpartition("@")
+    return f"{local}@{punycode(domain)}"
+
+
+# -- a run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchReport:
+    """What one run did, and what the mail it left behind waits for."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    paused_sites: list = field(default_factory=list)
+    # The earliest moment due mail that this run left could go, and why it waits:
+    # "interval", "cap", or "lease" (another dispatcher holds the site).
+    next_slot: object = None
+    waiting_for: str | None = None
+
+    def as_dict(self):
+        return {
+            "sent": self.sent,
+            "deferred": self.deferred,
+            "failed": self.failed,
+            "paused_sites": list(self.paused_sites),
+        }
+
+
+class _LostLease(Exception):
+    """Another dispatcher took over the site (this one stalled past its lease)."""
+
+
+class _SiteRun:
+    """One site's turn: its lease, its claimed messages, its one connection."""
+
+    def __init__(self, smtp_settings, owner, now, report, progress):
+        self.settings = smtp_settings
+        self.site_id = smtp_settings.site_id
+        self.owner = owner
+        self.report = report
+        self.progress = progress
+        self.params = smtp_settings.verified_params()  # decrypted once per turn
+        self.sender = envelope_sender(self.params.from_email)
+        self.display_name = smtp_settings.from_name
+        self.limits = limits.Limits.of(smtp_settings)
+        self.lease_seconds = float(conf.get("LEASE_SECONDS"))
+        self.lease_until = now + timedelta(seconds=self.lease_seconds)
+        state = SiteSendState.objects.get(site_id=self.site_id)
+        # Records older than the longest window are no longer needed by anyone.
+        SendRecord.objects.filter(site_id=self.site_id, sent_at__lt=now - 2 * limits.DAY).delete()
+        self.schedule = limits.Schedule(
+            self.limits,
+            state.last_sent_at,
+            window_records(self.site_id, self.limits, now),
+            now,
+        )
+        self.batch = deque()
+        self.connection = None
+        self.last_used = None
+        self.finished = False  # no more due messages, or stopped by a failure
+        self.exhausted = False  # the queue had nothing more to claim
+
+    # ordering
+    def slot(self, now):
+        """``(moment, reason)`` for this site's next message (count 1 until one is claimed)."""
+        count = self.batch[0].recipient_count if self.batch else 1
+        return self.schedule.slot_for(count, not_before=now)
+
+    def claim_size(self):
+        interval = self.limits.min_interval.total_seconds()
+        if not interval:
+            return CLAIM_BATCH
+        return max(1, min(CLAIM_BATCH, int(KEEP_OPEN / interval) + 1))
+
+    def fill(self, now):
+        """Claim more messages if the batch is empty; False when none are due."""
+        if not self.batch:
+            self._renew(now, force=True)
+            self.batch.extend(
+                claim_due(self.site_id, self.owner, now, self.lease_until, self.claim_size())
+            )
+            if not self.batch:
+                self.exhausted = self.finished = True
+        return bool(self.batch)
+
+    def _renew(self, now, force=False):
+        if not force and now < self.lease_until - timedelta(seconds=self.lease_seconds / 2):
+            return
+        until = now + timedelta(seconds=self.lease_seconds)
+        if not renew_lease(self.site_id, self.owner, until):
+            raise _LostLease
+        OutboundMessage.objects.filter(
+            pk__in=[m.pk for m in self.batch], claimed_by=self.owner, status=MessageStatus.SENDING
+        ).update(lease_expires_at=until)
+        self.lease_until = until
+
+    # sending
+    def _connection(self):
+        if self.connection is not None and time.monotonic() - self.last_used > IDLE_CHECK:
+            try:
+                if self.connection.noop()[0] != 250:
+                    raise smtplib.SMTPServerDisconnected
+            except (smtplib.SMTPException, OSError):
+                self._drop_connection()
+        if self.connection is None:
+            self.connection = transport.open_connection(self.params)
+            self.last_used = time.monotonic()
+        return self.connection
+
+    def _drop_connection(self):
+        if self.connection is not None:
+            transport.close_quietly(self.connection)
+            self.connection = None
+
+    def send_one(self):
+        """Send the next claimed message and record its outcome."""
+        now = timezone.now()
+        self._renew(now)
+        message = self.batch[0]
+        try:
+            connection = self._connection()
+        except transport.SmtpFailure as failure:
+            if failure.kind == transport.SERVER:
+                self._pause(failure)
+            else:
+                # The server cannot be reached: every claimed message waits for a retry.
+                for claimed in list(self.batch):
+                    self._defer(claimed, failure)
+                self.batch.clear()
+                self.finished = True
+            return
+        raw = rewrite_sender(bytes(message.raw_message), self.sender, self.display_name)
+        try:
+            refused = transport.send(connection, self.params, self.sender, message.recipients, raw)
+        except transport.SmtpFailure as failure:
+            self.last_used = time.monotonic()
+            if failure.kind == transport.SERVER:
+                self._pause(failure)
+                return
+            self.batch.popleft()
+            if failure.kind == transport.MESSAGE:
+                self._fail(message, failure.text)
+            else:
+                self._defer(message, failure)
+                if failure.code in (None, 421) or getattr(connection, "sock", None) is None:
+                    self._drop_connection()  # reconnect for the next message
+            return
+        except Exception as error:  # a bug must not block the queue behind this message
+            logger.exception("Unexpected error while sending message %s", message.pk)
+            self.batch.popleft()
+            self._drop_connection()
+            self._fail(message, _("Internal error: %(error)s") % {"error": type(error).__name__})
+            return
+        self.last_used = time.monotonic()
+        self.batch.popleft()
+        self._sent(message, refused)
+
+    # outcomes
+    def _sent(self, message, refused):
+        sent_at = timezone.now()
+        note = ""
+        if refused:
+            note = transport.classify(
+                smtplib.SMTPRecipientsRefused(refused), "send", self.params
+            ).text
+        recipients = len(message.recipients)
+        with transaction.atomic():
+            OutboundMessage.objects.filter(pk=message.pk).update(
+                status=MessageStatus.SENT,
+                sent_at=sent_at,
+                last_attempt_at=sent_at,
+                attempts=F("attempts") + 1,
+                last_error=note,
+                lease_expires_at=None,
+            )
+            record_delivery(self.site_id, recipients, sent_at)
+        self.schedule.record(sent_at, recipients)
+        message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
+        message.attempts += 1
+        self.report.sent += 1
+        signals.message_sent.send(sender=OutboundMessage, message=message)
+        self._progress("sent", message)
+
+    def _fail(self, message, reason):
+        now = timezone.now()
+        OutboundMessage.objects.filter(pk=message.pk).update(
+            status=MessageStatus.FAILED,
+            last_attempt_at=now,
+            attempts=F("attempts") + 1,
+            last_error=reason,
+            lease_expires_at=None,
+        )
+        message.status, message.last_error = MessageStatus.FAILED, reason
+        message.attempts += 1
+        self.report.failed += 1
+        signals.message_failed.send(sender=OutboundMessage, message=message, reason=reason)
+        self._progress("failed", message)
+
+    def _defer(self, message, failure):
+        now = timezone.now()
+        attempts = message.attempts + 1
+        if now - message.created_at >= timedelta(seconds=conf.get("MAX_MESSAGE_AGE")):
+            self._fail(message, failure.text)
+            return
+        retry_at = now + retry_delay(attempts)
+        OutboundMessage.objects.filter(pk=message.pk).update(
+            status=MessageStatus.DEFERRED,
+            next_attempt_at=retry_at,
+            last_attempt_at=now,
+            attempts=attempts,
+            last_error=failure.text,
+            lease_expires_at=None,
+            claimed_by="",
+        )
+        message.status, message.attempts, message.next_attempt_at = (
+            MessageStatus.DEFERRED,
+            attempts,
+            retry_at,
+        )
+        message.last_error = failure.text
+        self.report.deferred += 1
+        self._progress("deferred", message)
+
+    def _pause(self, failure):
+        """The server refuses us (AUTH, sender, TLS): pause the site, keep its mail queued."""
+        SmtpSettings.objects.filter(pk=self.settings.pk).update(
+            sending_paused=True,
+            verification_status=VerificationStatus.FAILED,
+            last_error=failure.text,
+            last_error_hint=failure.hint or "",
+        )
+        self.report.paused_sites.append(self.site_id)
+        logger.warning("Sending paused for site %s: %s", self.site_id, failure.text)
+        self.finished = True
+        self._progress("paused", None)
+
+    def fail_oversized(self):
+        """The next message has more recipients than a cap allows: it can never be sent."""
+        message = self.batch.popleft()
+        reason = _(
+            "This message has %(count)s recipients, more than the site's hourly or daily "
+            "limit allows; it cannot be sent within the limits."
+        ) % {"count": message.recipient_count}
+        self._fail(message, reason)
+
+    def _progress(self, outcome, message):
+        if self.progress is not None:
+            self.progress(outcome, self.site_id, message)
+
+    def close(self):
+        # Safe after a lost lease too: both releases only touch what this run still owns.
+        self._drop_connection()
+        release_claims([m.pk for m in self.batch], self.owner)
+        release_lease(self.site_id, self.owner)
+        self.batch.clear()
+
+
+def sendable_settings():
+    """Settings of the sites the dispatcher sends for: own mode, verified, not paused."""
+    return SmtpSettings.objects.filter(
+        delivery_mode=DeliveryMode.OWN, sending_paused=False, verified_at__isnull=False
+    ).exclude(verified_host="")
+
+
+def _due_sites(now, exclude):
+    """Sendable settings of sites with due mail whose lease is free, with their estimated slot."""
+    site_ids = set(
+        OutboundMessage.objects.filter(_due(now))
+        .exclude(site_id__in=exclude)
+        .values_list("site_id", flat=True)
+        .distinct()
+    )
+    if not site_ids:
+        return [], None
+    states = {s.site_id: s for s in SiteSendState.objects.filter(site_id__in=site_ids)}
+    found, leased_until = [], None
+    for smtp_settings in sendable_settings().filter(site_id__in=site_ids):
+        state = states.get(smtp_settings.site_id)
+        if state and state.lease_expires_at and state.lease_expires_at >= now:
+            leased_until = min(filter(None, [leased_until, state.lease_expires_at]))
+            continue
+        interval = limits.Limits.of(smtp_settings).min_interval
+        slot = limits.next_slot(state.last_sent_at if state else None, interval)
+        found.append((max(slot or now, now), smtp_settings))
+    return found, leased_until
+
+
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
+
+
+def _turn_order(candidate):
+    moment, _reason, item = candidate
+    last_sent_at = item.schedule.last_sent_at if isinstance(item, _SiteRun) else None
+    return (moment, last_sent_at or _LONG_AGO, item.site_id)
+
+
+def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
+    """Send due mail of all sites within their limits; returns a DispatchReport.
+
+    With a budget (the default: ``DISPATCH_BUDGET``), the run sends and sleeps until the earliest
+    next slot while the budget lasts; it starts no connection in the last ``TIMEOUT`` seconds and
+    no message after it. ``until_empty=True`` has no budget: it waits out the minimum interval
+    while mail is due and returns once what is left waits for a cap window, a retry time, another
+    dispatcher or a paused site. ``progress(outcome, site_id, message)`` is called per outcome.
+    """
+    owner = uuid.uuid4().hex
+    started = time.monotonic()
+    if budget_seconds is None:
+        budget_seconds = conf.get("DISPATCH_BUDGET")
+    deadline = None if until_empty else started + float(budget_seconds)
+    timeout = float(conf.get("TIMEOUT"))
+    report = DispatchReport()
+    runs = {}  # site_id -> _SiteRun holding the lease
+    blocked = {}  # site_id -> (slot, reason) a closed run left for this call
+    done = set()  # sites not to touch again in this call (paused, lease taken, unreachable)
+    fresh, leased_until, refreshed = [], None, None
+
+    def left():
+        return float("inf") if deadline is None else deadline - time.monotonic()
+
+    try:
+        while True:
+            now = timezone.now()
+            if refreshed is None or time.monotonic() - refreshed > REFRESH or not runs:
+                fresh, leased_until = _due_sites(now, done | set(runs))
+                refreshed = time.monotonic()
+            candidates = [(*run.slot(now), run) for run in runs.values()]
+            for slot, smtp_settings in fresh:
+                if smtp_settings.site_id in runs:
+                    continue
+                known, reason = blocked.get(smtp_settings.site_id, (None, None))
+                if known is not None and known > slot:
+                    candidates.append((known, reason, smtp_settings))
+                else:
+                    candidates.append((slot, "interval" if slot > now else None, smtp_settings))
+            # a message over a cap can never go: fail it now rather than wait forever
+            for moment, _reason, item in candidates:
+                if moment is None and isinstance(item, _SiteRun) and item.batch:
+                    item.fail_oversized()
+            candidates = [c for c in candidates if c[0] is not None]
+            if not candidates:
+                if leased_until is not None:
+                    report.next_slot, report.waiting_for = leased_until, "lease"
+                break
+            # Among sites ready at the same moment, the one that sent least recently goes first.
+            moment, reason, item = min(candidates, key=_turn_order)
+
+            if moment > now:
+                wait = (moment - now).total_seconds()
+                for run in list(runs.values()):
+                    run_slot, run_reason = run.slot(now)
+                    if run_slot is None or (run_slot - now).total_seconds() > KEEP_OPEN:
+                        blocked[run.site_id] = (run_slot, run_reason)
+                        run.close()
+                        del runs[run.site_id]
+                if (until_empty and reason != "interval") or wait > left():
+                    report.next_slot, report.waiting_for = moment, reason
+                    break
+                time.sleep(min(wait, 1.0, max(left(), 0)))
+                if wait > 1.0:
+                    refreshed = None
+                continue
+            if left() <= 0:
+                report.next_slot, report.waiting_for = moment, "budget"
+                break
+
+            if not isinstance(item, _SiteRun):
+                if left() < timeout:
+                    report.next_slot, report.waiting_for = moment, "budget"
+                    break
+                if not take_lease(item.site_id, owner, now, conf.get("LEASE_SECONDS")):
+                    done.add(item.site_id)
+                    continue
+                runs[item.site_id] = _SiteRun(item, owner, now, report, progress)
+                continue
+
+            run = item
+            try:
+                if run.fill(now):
+                    run_slot, _run_reason = run.slot(now)
+                    if run_slot is not None and run_slot <= now:
+                        run.send_one()
+            except _LostLease:
+                logger.warning("Lost the lease of site %s to another dispatcher", run.site_id)
+                run.close()
+                del runs[run.site_id]
+                done.add(run.site_id)
+                continue
+            if run.finished:
+                run.close()
+                del runs[run.site_id]
+                if not run.exhausted:
+                    done.add(run.site_id)
+                refreshed = None
+    finally:
+        for run in runs.values():
+            run.close()
+    return report
+
+
+# -- what the status command and the admin show -----------------------------------------------
+
+
+@dataclass
+class Outlook:
+    """A site's queue at a glance."""
+
+    counts: dict
+    next_slot: object  # datetime, or None when nothing waits
+    drained_at: object  # datetime, or None when nothing waits or a message can never fit
+    never_fits: bool = False
+
+
+def site_outlook(smtp_settings, now=None):
+    """Queue counts, next send slot and estimated drain time of a site (a few queries)."""
+    now = now or timezone.now()
+    site_id = smtp_settings.site_id
+    counts = dict.fromkeys(MessageStatus.values, 0)
+    rows = (
+        OutboundMessage.objects.filter(site_id=site_id)
+        .values("status")
+        .annotate(n=Count("pk"), recipients=Sum("recipient_count"))
+    )
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    waiting = list(
+        OutboundMessage.objects.filter(
+            site_id=site_id,
+            status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING],
+        )
+        .order_by("next_attempt_at", "pk")
+        .values_list("recipient_count", "next_attempt_at")
+    )
+    if not waiting:
+        return Outlook(counts, None, None)
+    site_limits = limits.Limits.of(smtp_settings)
+    state = SiteSendState.objects.filter(site_id=site_id).first()
+    last_sent_at = state.last_sent_at if state else None
+    records = window_records(site_id, site_limits, now)
+    schedule = limits.Schedule(site_limits, last_sent_at, records, now)
+    first_count, first_due = waiting[0]
+    next_slot, _reason = schedule.slot_for(first_count, not_before=max(first_due, now))
+    drained_at = limits.drain_eta(
+        [count for count, _due in waiting], now, last_sent_at, records, site_limits
+    )
+    latest_retry = max(due for _count, due in waiting)
+    if drained_at is not None:
+        drained_at = max(drained_at, latest_retry)
+    return Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)

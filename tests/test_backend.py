@@ -1,0 +1,256 @@
+"""Routing: which site a message belongs to, queue or platform, and what leaves the own server."""
+
+from email import message_from_bytes, policy
+
+import django
+import pytest
+from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import EmailMessage, send_mail, send_mass_mail
+
+from tests.conftest import SMTP_USER
+from tests.delivery_helpers import make_site, own_server, real_backend, statuses
+from tests.testapp.models import FormField, FormPage
+from wagtail_own_smtp import signals, using_site
+from wagtail_own_smtp.backends import EmailBackend, MessageTooLarge
+from wagtail_own_smtp.dispatch import dispatch, rewrite_sender
+from wagtail_own_smtp.models import OutboundMessage
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("real_backend")]
+__all__ = ["real_backend"]
+
+ORIGINAL_FROM = "Survey Team <surveys@platform.example>"
+
+
+@pytest.fixture
+def site():
+    return make_site()
+
+
+@pytest.fixture
+def second_site():
+    return make_site("second.example", default=False, name="Second site")
+
+
+def test_own_mode_queues_then_sends_through_the_verified_server(site, starttls_server):
+    own_server(site, starttls_server)
+    sent_signals = []
+
+    def on_sent(sender, message, **kwargs):
+        sent_signals.append(message)
+
+    signals.message_sent.connect(on_sent)
+    try:
+        count = send_mail(
+            "Your invitation", "Please answer.", ORIGINAL_FROM, ["a@example.org", "b@example.org"]
+        )
+        assert count == 1
+        stored = OutboundMessage.objects.get()
+        assert stored.status == "queued"
+        assert stored.recipients == ["a@example.org", "b@example.org"]
+        assert stored.recipient_count == 2
+        assert stored.subject == "Your invitation"
+        assert stored.envelope_from == "surveys@platform.example"
+        assert stored.size == len(bytes(stored.raw_message)) > 0
+        assert b"Please answer." in bytes(stored.raw_message)
+        assert starttls_server.received == [] and mail.outbox == []
+
+        report = dispatch(budget_seconds=5)
+    finally:
+        signals.message_sent.disconnect(on_sent)
+
+    assert report.sent == 1
+    (received,) = starttls_server.wait_for(1)
+    assert received.mail_from == SMTP_USER
+    assert sorted(received.rcpt_tos) == ["a@example.org", "b@example.org"]
+    assert received.message["From"].addresses[0].addr_spec == SMTP_USER
+    assert received.message["From"].addresses[0].display_name == "Survey Team"
+    assert str(received.message["Reply-To"]) == ORIGINAL_FROM
+    assert received.message.get_content().strip() == "Please answer."
+    stored.refresh_from_db()
+    assert stored.status == "sent" and stored.sent_at is not None and stored.attempts == 1
+    assert [m.pk for m in sent_signals] == [stored.pk]
+    assert mail.outbox == []
+
+
+def test_sender_name_and_existing_reply_to(site, starttls_server):
+    own_server(site, starttls_server, from_name="Kundenumfragen Ü")
+    EmailMessage(
+        "Hi", "Body", ORIGINAL_FROM, ["a@example.org"], reply_to=["desk@platform.example"]
+    ).send()
+    dispatch(budget_seconds=5)
+    (received,) = starttls_server.wait_for(1)
+    sender = received.message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == ("Kundenumfragen Ü", SMTP_USER)
+    assert str(received.message["Reply-To"]) == "desk@platform.example"
+
+
+def test_same_sender_gets_no_reply_to(site, starttls_server):
+    own_server(site, starttls_server)
+    send_mail("Hi", "Body", SMTP_USER, ["a@example.org"])
+    dispatch(budget_seconds=5)
+    (received,) = starttls_server.wait_for(1)
+    assert received.message["Reply-To"] is None
+
+
+def test_platform_mode_sends_through_the_fallback_at_once(site, starttls_server):
+    own_server(site, starttls_server, mode="platform")
+    assert send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"]) == 1
+    assert len(mail.outbox) == 1 and mail.outbox[0].from_email == ORIGINAL_FROM
+    assert not OutboundMessage.objects.exists()
+    assert starttls_server.received == []
+
+
+def test_no_settings_row_means_platform(site):
+    send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+    assert len(mail.outbox) == 1
+    assert not OutboundMessage.objects.exists()
+
+
+def test_own_mode_without_verified_server_waits_in_the_queue(site, starttls_server):
+    own_server(site, starttls_server, verified=False)
+    send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+    report = dispatch(budget_seconds=2)
+    assert report.sent == 0
+    assert statuses() == {"queued": 1}
+    assert mail.outbox == [] and starttls_server.received == []
+
+
+def test_form_submission_goes_to_the_sites_own_server(
+    client, site, second_site, starttls_server, ssl_server
+):
+    own_server(site, starttls_server)
+    own_server(second_site, ssl_server)
+    page = FormPage(
+        title="Survey",
+        slug="survey",
+        to_address="owner@second.example",
+        from_address="forms@platform.example",
+        subject="New answer",
+    )
+    second_site.root_page.add_child(instance=page)
+    FormField.objects.create(page=page, label="Your answer", field_type="singleline")
+
+    response = client.post("/survey/", {"your_answer": "forty-two"}, HTTP_HOST="second.example")
+    assert response.status_code == 200
+    stored = OutboundMessage.objects.get()
+    assert stored.site_id == second_site.pk
+
+    dispatch(budget_seconds=5)
+    (received,) = ssl_server.wait_for(1)
+    assert received.rcpt_tos == ["owner@second.example"]
+    assert received.message["Subject"] == "New answer"
+    assert "forty-two" in received.message.get_content()
+    assert received.message["Auto-Submitted"] == "auto-generated"  # Wagtail's header kept
+    assert starttls_server.received == [] and mail.outbox == []
+
+
+def test_two_sites_two_servers_never_mix(site, second_site, starttls_server, ssl_server):
+    own_server(site, starttls_server)
+    own_server(second_site, ssl_server)
+    with using_site(second_site):
+        send_mail("for second", "Body", ORIGINAL_FROM, ["x@example.org"])
+        with using_site(site):
+            send_mail("for first", "Body", ORIGINAL_FROM, ["y@example.org"])
+    EmailBackend(site=second_site).send_messages(
+        [EmailMessage("explicit second", "Body", ORIGINAL_FROM, ["z@example.org"])]
+    )
+    send_mail("default site", "Body", ORIGINAL_FROM, ["w@example.org"])
+
+    report = dispatch(budget_seconds=5)
+    assert report.sent == 4
+    first = {r.message["Subject"] for r in starttls_server.wait_for(2)}
+    second = {r.message["Subject"] for r in ssl_server.wait_for(2)}
+    assert first == {"for first", "default site"}
+    assert second == {"for second", "explicit second"}
+
+
+def test_many_messages_are_stored_in_one_go(site, starttls_server, django_assert_max_num_queries):
+    own_server(site, starttls_server)
+    datatuple = [(f"n{i}", "Body", ORIGINAL_FROM, [f"r{i}@example.org"]) for i in range(5)]
+    with django_assert_max_num_queries(8):
+        assert send_mass_mail(datatuple) == 5
+    assert statuses() == {"queued": 5}
+
+
+def test_queued_mail_starts_a_dispatch_task_on_commit(
+    site, starttls_server, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    own_server(site, starttls_server)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+        assert not OrmQ.objects.exists()  # not before the commit
+    assert len(callbacks) == 1
+    (queued,) = OrmQ.objects.all()
+    assert queued.task["func"] == "wagtail_own_smtp.tasks.dispatch_task"
+    assert queued.task["args"] == () and queued.task["kwargs"] == {}
+
+
+def test_oversized_message_is_refused_with_a_clear_error(site, starttls_server, settings):
+    own_server(site, starttls_server)
+    settings.WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE = 2000
+    with pytest.raises(MessageTooLarge, match="larger than the 2000 bytes") as info:
+        send_mail("Big", "x" * 5000, ORIGINAL_FROM, ["a@example.org"])
+    assert isinstance(info.value, ValueError)
+    assert not OutboundMessage.objects.exists()
+
+
+def test_header_injection_is_refused_not_stored(site, starttls_server):
+    own_server(site, starttls_server)
+    with pytest.raises(ValueError):
+        send_mail("Hi\nBcc: victim@example.org", "Body", ORIGINAL_FROM, ["a@example.org"])
+    with pytest.raises(ValueError):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org\nBcc: victim@example.org"])
+    assert not OutboundMessage.objects.exists()
+
+
+def test_fallback_to_itself_is_refused(settings):
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {
+            "default": {
+                "BACKEND": "wagtail_own_smtp.backends.EmailBackend",
+                "OPTIONS": {"fallback": "loop"},
+            },
+            "loop": {"BACKEND": "wagtail_own_smtp.backends.EmailBackend"},
+        }
+        with pytest.raises(ImproperlyConfigured):
+            mail.mailers["default"]
+    else:
+        settings.WAGTAIL_OWN_SMTP_FALLBACK_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
+        with pytest.raises(ImproperlyConfigured):
+            mail.get_connection()
+
+
+def test_connection_options_of_get_connection_are_accepted(site):
+    # What Wagtail's mail helper does; username/password None mean "absent".
+    backend = mail.get_connection(username=None, password=None, fail_silently=None)
+    assert isinstance(backend, EmailBackend)
+    assert backend.send_messages([EmailMessage("Hi", "Body", ORIGINAL_FROM, ["a@b.example"])])
+    assert len(mail.outbox) == 1
+
+
+def test_rewrite_keeps_the_body_bytes_and_fixes_a_local_message_id():
+    long_line = ("word " * 60).strip()
+    raw = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+        b"From: =?utf-8?q?J=C3=BCrgen?= <juergen@platform.example>\r\n"
+        b"To: a@example.org\r\n"
+        b"Message-ID: <170000.1.42@buildhost>\r\n"
+        b"\r\n" + long_line.encode() + b"\r\n\r\nUml\xc3\xa4ut\r\n"
+    )
+    out = rewrite_sender(raw, "mailer@customer.example")
+    head, _sep, body = out.partition(b"\r\n\r\n")
+    assert body == raw.partition(b"\r\n\r\n")[2]
+    assert b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n" in head
+    assert b"Reply-To: =?utf-8?q?J=C3=BCrgen?= <juergen@platform.example>" in head
+    assert b"Message-ID: <170000.1.42@customer.example>" in head
+    parsed = message_from_bytes(out, policy=policy.default)
+    assert parsed["From"].addresses[0].display_name == "Jürgen"
+    assert parsed["From"].addresses[0].addr_spec == "mailer@customer.example"
+    assert len(parsed.get_all("From")) == 1
+    # a public Message-ID domain is kept
+    public = raw.replace(b"@buildhost>", b"@web1.platform.example>")
+    assert b"<170000.1.42@web1.platform.example>" in rewrite_sender(public, "m@c.example")

@@ -1,0 +1,226 @@
+"""The email backend: find each message's site, then queue it for the own server or hand it on.
+
+Django 5.2 / 6.0::
+
+    EMAIL_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
+    WAGTAIL_OWN_SMTP_FALLBACK_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+Django 6.1+ (``MAILERS``): the fallback is another mailer alias::
+
+    MAILERS = {
+        "default": {
+            "BACKEND": "wagtail_own_smtp.backends.EmailBackend",
+            "OPTIONS": {"fallback": "platform"},
+        },
+        "platform": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {}},
+    }
+"""
+
+import django
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
+from django.utils import timezone
+from django.utils.encoding import punycode
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+
+from . import conf
+from .middleware import current_site
+
+# Connection options Django's get_connection() may pass (Wagtail's mail helper passes
+# username=None, password=None). This backend has no connection of its own: None means absent,
+# other values are handed to the fallback backend on Django < 6.1.
+_CONNECTION_OPTIONS = (
+    "host",
+    "port",
+    "username",
+    "password",
+    "use_tls",
+    "use_ssl",
+    "timeout",
+    "ssl_keyfile",
+    "ssl_certfile",
+)
+
+_HAS_MAILERS = django.VERSION >= (6, 1)
+
+
+class MessageTooLarge(ValueError):
+    """A message is larger than ``WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE``; nothing was queued."""
+
+
+def raw_message(message):
+    """The RFC 5322 bytes of a Django EmailMessage, with CRLF line ends as sent over SMTP.
+
+    Building them raises Django's own errors for bad headers (e.g. a newline in the subject),
+    before anything is stored.
+    """
+    if django.VERSION >= (6, 0):
+        from email import policy
+
+        return message.message(policy=policy.SMTP).as_bytes()
+    return message.message().as_bytes(linesep="\r\n")
+
+
+def envelope_address(address):
+    """The addr-spec of an address for the SMTP envelope (IDNA domain)."""
+    address = str(address)
+    if "\r" in address or "\n" in address:
+        raise ValueError(_("Invalid address; address parts cannot contain newlines."))
+    from email.headerregistry import AddressHeader
+
+    parsed = AddressHeader.value_parser(address)
+    mailboxes = parsed.all_mailboxes
+    if len(mailboxes) != 1 or not mailboxes[0].local_part or not mailboxes[0].domain:
+        raise ValueError(_("Invalid address: %(address)s") % {"address": address})
+    return f"{mailboxes[0].local_part}@{punycode(mailboxes[0].domain)}"
+
+
+class EmailBackend(BaseEmailBackend):
+    """Routes a site's mail: its own, verified SMTP server (queued) or the platform's service.
+
+    Options: ``site`` (send as this site's mail), ``fallback`` (Django 6.1+: the mailer alias of
+    the platform's service; before: a backend path, default ``WAGTAIL_OWN_SMTP_FALLBACK_BACKEND``).
+    """
+
+    def __init__(self, *, site=None, fallback=None, **kwargs):
+        self.site = site
+        self._fallback_options = {}
+        for name in _CONNECTION_OPTIONS:
+            if name in kwargs and kwargs[name] is None:
+                del kwargs[name]  # treat as absent
+            elif name in kwargs and not _HAS_MAILERS:
+                self._fallback_options[name] = kwargs.pop(name)
+        super().__init__(**kwargs)
+        # The fallback gets the same fail_silently; keep our own attribute (6.1 deprecates the
+        # base class's).
+        self.fail_silently = bool(kwargs.get("fail_silently", False))
+        self._fallback_alias, self._fallback_path = self._resolve_fallback(fallback)
+        self._fallback = None
+        self._opened = False
+
+    def _resolve_fallback(self, fallback):
+        """(mailer alias, backend path) of the fallback; refuses a loop back to this backend."""
+        if _HAS_MAILERS and fallback is not None:
+            from django.conf import settings
+
+            mailers = getattr(settings, "MAILERS", {})
+            if fallback not in mailers or fallback == getattr(self, "alias", None):
+                raise ImproperlyConfigured(
+                    _("The fallback mailer %(alias)r is not another alias in MAILERS.")
+                    % {"alias": fallback}
+                )
+            path = mailers[fallback].get("BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+            self._refuse_loop(path)
+            return fallback, path
+        path = fallback or conf.get("FALLBACK_BACKEND")
+        self._refuse_loop(path)
+        return None, path
+
+    @staticmethod
+    def _refuse_loop(path):
+        backend_class = import_string(path) if isinstance(path, str) else path
+        if isinstance(backend_class, type) and issubclass(backend_class, EmailBackend):
+            raise ImproperlyConfigured(
+                _(
+                    "The fallback of wagtail_own_smtp's EmailBackend is that backend itself; "
+                    "set it to the platform's mail service (e.g. Django's SMTP backend)."
+                )
+            )
+
+    # -- the platform's service ------------------------------------------------------------
+    def fallback_backend(self):
+        if self._fallback is None:
+            if self._fallback_alias is not None:
+                from django.core.mail import mailers
+
+                self._fallback = mailers[self._fallback_alias]
+            else:
+                backend_class = import_string(self._fallback_path)
+                self._fallback = backend_class(
+                    fail_silently=self.fail_silently, **self._fallback_options
+                )
+            if self._opened:
+                self._fallback.open()
+        return self._fallback
+
+    def open(self):
+        # Connections to the platform's service open when first needed; queued mail needs none.
+        self._opened = True
+
+    def close(self):
+        self._opened = False
+        if self._fallback is not None:
+            try:
+                self._fallback.close()
+            finally:
+                self._fallback = None
+
+    # -- routing ---------------------------------------------------------------------------
+    def send_messages(self, email_messages):
+        email_messages = list(email_messages)
+        if not email_messages:
+            return 0
+        from .models import SmtpSettings
+
+        site = current_site(self.site)
+        smtp_settings = SmtpSettings.objects.filter(site=site).first() if site else None
+        if smtp_settings is None or not smtp_settings.sends_own:
+            return self.fallback_backend().send_messages(email_messages)
+        return self.enqueue(site, email_messages)
+
+    def enqueue(self, site, email_messages):
+        """Store the messages for the site's own server in one transaction; dispatch on commit.
+
+        Mail waits in the queue even while the site has no verified server: it never goes out
+        through the platform once the editor chose the own server.
+        """
+        from .models import OutboundMessage
+        from .tasks import dispatch_soon
+
+        limit = conf.get("MAX_MESSAGE_SIZE")
+        now = timezone.now()
+        rows = []
+        for message in email_messages:
+            if not message.recipients():
+                continue
+            try:
+                raw = raw_message(message)
+                if limit and len(raw) > limit:
+                    raise MessageTooLarge(
+                        _(
+                            "The message is %(size)s bytes, larger than the %(limit)s bytes "
+                            "this site may send."
+                        )
+                        % {"size": len(raw), "limit": limit}
+                    )
+                recipients = [envelope_address(a) for a in message.recipients()]
+                sender = envelope_address(message.from_email)
+            except ValueError:
+                if self.fail_silently:
+                    continue
+                raise
+            rows.append(
+                OutboundMessage(
+                    site=site,
+                    subject=str(message.subject)[:255],
+                    envelope_from=sender,
+                    recipients=recipients,
+                    recipient_count=len(recipients),
+                    raw_message=raw,
+                    size=len(raw),
+                    next_attempt_at=now,
+                )
+            )
+        if not rows:
+            return 0
+        with transaction.atomic():
+            if len(rows) == 1:
+                rows[0].save()
+            else:
+                OutboundMessage.objects.bulk_create(rows)
+            # robust: a broker that is down must not turn stored mail into an error; the
+            # every-minute schedule picks it up.
+            transaction.on_commit(dispatch_soon, robust=True)
+        return len(rows)

@@ -1,0 +1,150 @@
+"""A site's sending limits as pure functions: next slot, rolling-window budgets, drain time.
+
+Nothing here touches the database or the clock: the dispatcher passes the state it read (the
+last send time and the ``(sent_at, recipients)`` records of the windows) and ``now``. The caps
+count recipients, as providers do. The windows are rolling: a record made at ``t`` counts until
+``t + window``.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A site's limits: minimum interval between two messages and recipient caps (None = none)."""
+
+    min_interval: timedelta = timedelta(0)
+    max_per_hour: int | None = None
+    max_per_day: int | None = None
+
+    @classmethod
+    def of(cls, smtp_settings):
+        return cls(
+            min_interval=timedelta(seconds=float(smtp_settings.min_interval or 0)),
+            max_per_hour=smtp_settings.max_per_hour,
+            max_per_day=smtp_settings.max_per_day,
+        )
+
+    def windows(self):
+        """(window, cap) for every cap that is set."""
+        caps = ((HOUR, self.max_per_hour), (DAY, self.max_per_day))
+        return [(window, cap) for window, cap in caps if cap is not None]
+
+    @property
+    def longest_window(self):
+        """How far back records matter, or None when no cap is set."""
+        windows = self.windows()
+        return max(window for window, _cap in windows) if windows else None
+
+    def can_ever_send(self, count):
+        """False when ``count`` recipients exceed a cap: such a message never fits any window."""
+        return all(count <= cap for _window, cap in self.windows())
+
+
+def next_slot(last_sent_at: datetime | None, min_interval: timedelta) -> datetime | None:
+    """The earliest moment the next message may start (None: at once)."""
+    if last_sent_at is None or not min_interval:
+        return last_sent_at
+    return last_sent_at + min_interval
+
+
+def used(records, now: datetime, window: timedelta) -> int:
+    """Recipients counted in the rolling window that ends at ``now``."""
+    start = now - window
+    return sum(count for sent_at, count in records if sent_at > start)
+
+
+def budget(records, now: datetime, limits: Limits) -> int | None:
+    """Recipients that may still be sent at ``now`` (None = unlimited)."""
+    remaining = [cap - used(records, now, window) for window, cap in limits.windows()]
+    return max(0, min(remaining)) if remaining else None
+
+
+class _Window:
+    """One rolling window over records in time order, sliding forward only."""
+
+    def __init__(self, records, window, cap):
+        self.window = window
+        self.cap = cap
+        self.records = deque(records)
+        self.total = sum(count for _sent_at, count in self.records)
+
+    def slide_to(self, moment):
+        while self.records and self.records[0][0] <= moment - self.window:
+            self.total -= self.records.popleft()[1]
+
+    def fits_from(self, moment, count):
+        """Earliest moment >= ``moment`` at which ``count`` more recipients fit (cap >= count)."""
+        self.slide_to(moment)
+        excess = self.total + count - self.cap
+        for sent_at, recorded in self.records:
+            if excess <= 0:
+                break
+            excess -= recorded
+            moment = sent_at + self.window
+        return moment
+
+    def add(self, sent_at, count):
+        self.records.append((sent_at, count))
+        self.total += count
+
+
+class Schedule:
+    """Walks a site's send times forward: when each next message may go, given all limits.
+
+    ``records`` are ``(sent_at, recipients)`` in time order and must reach back at least
+    ``limits.longest_window`` from ``now``.
+    """
+
+    def __init__(self, limits: Limits, last_sent_at, records, now):
+        self.limits = limits
+        self.last_sent_at = last_sent_at
+        self.now = now
+        records = sorted(records)
+        self._windows = [_Window(records, window, cap) for window, cap in limits.windows()]
+
+    def slot_for(self, count, not_before=None):
+        """Earliest moment a message with ``count`` recipients may start, and why it waits.
+
+        Returns ``(moment, reason)`` with reason ``None`` (it may go at ``now``), ``"interval"``
+        or ``"cap"``; ``(None, "cap")`` when the message exceeds a cap and can never go.
+        """
+        if not self.limits.can_ever_send(count):
+            return None, "cap"
+        moment, reason = max(self.now, not_before or self.now), None
+        slot = next_slot(self.last_sent_at, self.limits.min_interval)
+        if slot is not None and slot > moment:
+            moment, reason = slot, "interval"
+        for window in self._windows:
+            fits = window.fits_from(moment, count)
+            if fits > moment:
+                moment, reason = fits, "cap"
+        return moment, reason
+
+    def record(self, sent_at, count):
+        """A message with ``count`` recipients went at ``sent_at``."""
+        self.last_sent_at = sent_at
+        self.now = max(self.now, sent_at)
+        for window in self._windows:
+            window.add(sent_at, count)
+
+
+def drain_eta(counts, now, last_sent_at, records, limits: Limits) -> datetime | None:
+    """When the last of the queued messages (their recipient ``counts``, in order) may go.
+
+    Sending is taken as instantaneous; None when a message exceeds a cap and never fits.
+    ``now`` for an empty queue.
+    """
+    schedule = Schedule(limits, last_sent_at, records, now)
+    moment = now
+    for count in counts:
+        moment, _reason = schedule.slot_for(count)
+        if moment is None:
+            return None
+        schedule.record(moment, count)
+    return moment

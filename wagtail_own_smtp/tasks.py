@@ -1,0 +1,51 @@
+"""django-q2 entry points. Each takes no arguments (never a secret) and is safe to run twice.
+
+django-q2 redelivers a task whose worker died and may run two at once; dispatch takes a lease per
+site, so a second run finds the busy sites leased and returns.
+
+Budget rule: ``WAGTAIL_OWN_SMTP_DISPATCH_BUDGET + 2 * WAGTAIL_OWN_SMTP_TIMEOUT`` must be below
+``Q_CLUSTER["timeout"]``, and ``Q_CLUSTER["retry"]`` above ``timeout``. A run starts no message
+after its budget and no connection in its last ``TIMEOUT`` seconds, so it ends at the latest one
+connection plus one message (each bounded by ``TIMEOUT`` per step) after the budget.
+"""
+
+from . import conf, dispatch
+
+SCHEDULE_NAME = "wagtail_own_smtp.dispatch"
+DISPATCH_TASK = "wagtail_own_smtp.tasks.dispatch_task"
+
+
+def dispatch_task():
+    """Send due mail of all sites within the dispatch budget (scheduled every minute)."""
+    return dispatch.dispatch(budget_seconds=conf.get("DISPATCH_BUDGET")).as_dict()
+
+
+def dispatch_soon():
+    """Queue a dispatch run now (after mail was queued, or a server was verified)."""
+    from django_q.tasks import async_task
+
+    return async_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
+
+
+def ensure_schedule(using="default", **kwargs):
+    """Create or update the every-minute dispatch Schedule; connected to ``post_migrate``."""
+    from django.apps import apps
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    if not apps.is_installed("django_q"):
+        return None
+    from django_q.models import Schedule
+
+    using = using or DEFAULT_DB_ALIAS
+    if Schedule._meta.db_table not in connections[using].introspection.table_names():
+        return None  # django_q not migrated (yet) on this database
+    schedule, _created = Schedule.objects.using(using).update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={
+            "func": DISPATCH_TASK,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    return schedule
