@@ -109,6 +109,12 @@ class SmtpSettingsForm(WagtailAdminModelForm):
                 code="invalid_host",
             ) from None
 
+    def clean_port(self):
+        port = self.cleaned_data.get("port")
+        if port is not None and not 1 <= port <= 65535:
+            raise forms.ValidationError(_("Enter a port between 1 and 65535."), code="port_range")
+        return port
+
     def clean_from_email(self):
         return self._single_line("from_email")
 
@@ -173,7 +179,7 @@ class SmtpSettingsForm(WagtailAdminModelForm):
             transport.resolve(host, port)
         except transport.PrivateHostError as error:
             self.add_error("host", forms.ValidationError(str(error), code="private_host"))
-        except (OSError, UnicodeError):
+        except (OSError, UnicodeError, ValueError, OverflowError):
             self.add_error(
                 "host",
                 forms.ValidationError(
