@@ -197,3 +197,17 @@ def test_a_valid_form_saves(admin_client, site, plain_server):
         1000,
         "1.500",
     )
+
+
+def test_an_idn_sender_domain_is_stored_as_punycode(admin_client, site, plain_server):
+    response = post(
+        admin_client,
+        site,
+        host="localhost",
+        port=plain_server.port,
+        security="none",
+        username="",
+        from_email="umfragen@bücher.example",
+    )
+    assert response.status_code == 302
+    assert stored(site).from_email == "umfragen@xn--bcher-kva.example"

@@ -437,3 +437,18 @@ def test_the_message_is_in_the_sites_default_language(
         english_date = date_format(expires_at, "DATETIME_FORMAT")
     assert german_date != english_date
     assert german_date in body
+
+
+def test_a_display_name_with_umlauts_commas_and_quotes(admin_client, site, starttls_server):
+    name = 'Müller, Umfragen "Team"'
+    save_settings(admin_client, site, starttls_server, from_name=name)
+
+    sender = starttls_server.wait_for(1)[0].message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (name, SMTP_USER)
+
+
+def test_a_verified_server_offers_the_test_but_no_new_link(admin_client, verified_site):
+    page = admin_client.get(edit_url(verified_site))
+
+    assert action_url("test_connection", verified_site) in page.text
+    assert action_url("resend", verified_site) not in page.text

@@ -75,7 +75,7 @@ def security_hint(smtp_settings):
 
 class SmtpSettingsForm(WagtailAdminModelForm):
     password = forms.CharField(
-        label=_("password"),
+        label=_("Password"),
         required=False,
         strip=False,
         max_length=MAX_PASSWORD_LENGTH,
@@ -83,7 +83,7 @@ class SmtpSettingsForm(WagtailAdminModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     remove_password = forms.BooleanField(
-        label=_("remove the stored password"),
+        label=_("Remove the stored password"),
         required=False,
         help_text=_("For a server that needs no password."),
     )
@@ -116,7 +116,17 @@ class SmtpSettingsForm(WagtailAdminModelForm):
         return port
 
     def clean_from_email(self):
-        return self._single_line("from_email")
+        address = self._single_line("from_email")
+        local, _at, domain = address.rpartition("@")
+        if domain and not domain.isascii():
+            # Punycode works with every server; a UTF-8 domain would need SMTPUTF8.
+            try:
+                address = f"{local}@{_to_ascii(domain)}"
+            except UnicodeError:
+                raise forms.ValidationError(
+                    _("Enter a valid email address."), code="invalid"
+                ) from None
+        return address
 
     def clean_from_name(self):
         return self._single_line("from_name")

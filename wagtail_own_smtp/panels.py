@@ -35,6 +35,8 @@ class VerificationStatusPanel(Panel):
                 link_expires_at=link_expires_at(smtp_settings),
                 security_hint=security_hint(smtp_settings),
                 can_act=bool(site_pk and smtp_settings.host and smtp_settings.from_email),
+                # A verified, running server needs no new link; a failed or paused one may.
+                can_resend=smtp_settings.verification_status != "verified",
                 resend_url=site_pk and reverse("wagtail_own_smtp_admin:resend", args=[site_pk]),
                 test_url=site_pk
                 and reverse("wagtail_own_smtp_admin:test_connection", args=[site_pk]),
