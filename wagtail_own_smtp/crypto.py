@@ -6,6 +6,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from . import conf
 
@@ -15,6 +16,9 @@ _HKDF_INFO = b"wagtail-own-smtp password encryption v1"
 class UndecryptablePassword(Exception):
     """No configured key decrypts the stored password (a key was removed or SECRET_KEY changed)."""
 
+    def __init__(self):
+        super().__init__(_("The stored SMTP password cannot be decrypted with any configured key."))
+
 
 def derive_key(secret: str) -> bytes:
     """A Fernet key derived from a Django secret key with HKDF-SHA256."""
@@ -22,6 +26,12 @@ def derive_key(secret: str) -> bytes:
         secret.encode()
     )
     return base64.urlsafe_b64encode(raw)
+
+
+def derived_keys() -> list[bytes]:
+    """Keys derived from SECRET_KEY and SECRET_KEY_FALLBACKS, in that order."""
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [derive_key(s) for s in secrets]
 
 
 def keys_are_derived() -> bool:
@@ -33,13 +43,35 @@ def configured_keys() -> list[bytes]:
     keys = conf.get("ENCRYPTION_KEYS")
     if keys:
         return [k.encode() if isinstance(k, str) else k for k in keys]
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-    return [derive_key(s) for s in secrets]
+    return derived_keys()
 
 
-def _fernet() -> MultiFernet:
+def malformed_keys() -> list[int]:
+    """Positions (from 1) of WAGTAIL_OWN_SMTP_ENCRYPTION_KEYS entries that are no Fernet key."""
+    if keys_are_derived():
+        return []
+    bad = []
+    for position, key in enumerate(configured_keys(), start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            bad.append(position)
+    return bad
+
+
+def _fernet(keys=None) -> MultiFernet:
     # Fernet() raises ValueError for a malformed key; checks.py reports it as an error.
-    return MultiFernet([Fernet(k) for k in configured_keys()])
+    return MultiFernet([Fernet(k) for k in keys or configured_keys()])
+
+
+def _migration_keys() -> list[bytes]:
+    """The configured keys, then (when explicit keys are set) the SECRET_KEY-derived ones.
+
+    Lets ``own_smtp_rotate_keys`` move passwords from derived keys to explicit keys; everyday
+    decryption uses the configured keys only.
+    """
+    keys = configured_keys()
+    return keys if keys_are_derived() else keys + derived_keys()
 
 
 def encrypt(plaintext: str) -> bytes:
@@ -55,9 +87,7 @@ def decrypt(ciphertext: bytes | memoryview) -> str:
     try:
         return _fernet().decrypt(ciphertext).decode()
     except InvalidToken:
-        raise UndecryptablePassword(
-            "The stored SMTP password cannot be decrypted with any configured key."
-        ) from None
+        raise UndecryptablePassword() from None
 
 
 def can_decrypt(ciphertext: bytes | memoryview) -> bool:
@@ -68,14 +98,28 @@ def can_decrypt(ciphertext: bytes | memoryview) -> bool:
     return True
 
 
+def needs_migration(ciphertext: bytes | memoryview) -> bool:
+    """True when only a SECRET_KEY-derived key (not the configured keys) decrypts it."""
+    ciphertext = bytes(ciphertext or b"")
+    if not ciphertext or keys_are_derived() or can_decrypt(ciphertext):
+        return False
+    try:
+        _fernet(derived_keys()).decrypt(ciphertext)
+    except InvalidToken:
+        return False
+    return True
+
+
 def rotate(ciphertext: bytes | memoryview) -> bytes:
-    """Re-encrypt under the first key (raises UndecryptablePassword if no key fits)."""
+    """Re-encrypt under the first key (raises UndecryptablePassword if no key fits).
+
+    Besides the configured keys, the SECRET_KEY-derived keys are tried, so that switching to
+    explicit keys needs nothing but this.
+    """
     ciphertext = bytes(ciphertext or b"")
     if not ciphertext:
         return b""
     try:
-        return _fernet().rotate(ciphertext)
+        return _fernet(_migration_keys()).rotate(ciphertext)
     except InvalidToken:
-        raise UndecryptablePassword(
-            "The stored SMTP password cannot be decrypted with any configured key."
-        ) from None
+        raise UndecryptablePassword() from None
