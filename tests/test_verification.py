@@ -452,3 +452,38 @@ def test_a_verified_server_offers_the_test_but_no_new_link(admin_client, verifie
 
     assert action_url("test_connection", verified_site) in page.text
     assert action_url("resend", verified_site) not in page.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clicks_at_once_activate_only_once(admin_client, starttls_server):
+    import threading
+
+    from django.db import OperationalError, connections
+
+    site = make_site()
+    save_settings(admin_client, site, starttls_server)
+    token = link_token(starttls_server.wait_for(1)[0])
+    start = threading.Barrier(2)
+    outcomes = []
+
+    def click():
+        start.wait()
+        try:
+            verification.confirm(token)
+            outcomes.append("verified")
+        except verification.InvalidLink:
+            outcomes.append("refused")
+        except OperationalError:
+            # SQLite without IMMEDIATE transactions lets one of two writers fail.
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["refused", "verified"]
+    assert stored(site).verification_status == "verified"
