@@ -31,13 +31,14 @@ def own_server(site, server, *, verified=True, mode="own", **fields):
     uses (the admin flow is tested elsewhere). ``fields`` override model fields (limits etc.).
     """
     smtp_settings, _created = SmtpSettings.objects.get_or_create(site=site)
-    security = server.security if server is not None else "starttls"
+    security = getattr(server, "security", "none") if server is not None else "starttls"
+    credentials = getattr(server, "credentials", None) if server is not None else True
     smtp_settings.delivery_mode = mode
     smtp_settings.host = "localhost"
     smtp_settings.port = server.port if server is not None else 587
     smtp_settings.security = security
     smtp_settings.from_email = SMTP_USER
-    smtp_settings.username = SMTP_USER if server is None or server.credentials else ""
+    smtp_settings.username = SMTP_USER if credentials else ""
     smtp_settings.set_password(SMTP_PASSWORD if smtp_settings.username else "")
     for name, value in fields.items():
         setattr(smtp_settings, name, value)
@@ -121,16 +122,17 @@ def start_manage(args, env, log_path):
 
 
 def stop_process(process, sig=signal.SIGTERM, timeout=15):
-    """Stop a process this test started (and the children in its own process group)."""
+    """Stop a process this test started; its children (same process group) go with it."""
     if process.poll() is None:
-        try:
+        # SIGTERM to the parent only (qcluster stops its own workers); SIGKILL to the group.
+        if sig == signal.SIGKILL:
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
+        else:
+            process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # the parent is alive: the group is ours
             process.wait(5)
     process.log.close()
     return Path(process.log_path).read_text(errors="replace")

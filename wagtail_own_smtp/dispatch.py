@@ -518,13 +518,16 @@ class _SiteRun:
         self._progress("paused", None)
 
     def fail_oversized(self):
-        """The next message has more recipients than a cap allows: it can never be sent."""
+        """Fail the next message if it has more recipients than a (non-zero) cap allows."""
+        if not all(cap for _window, cap in self.limits.windows()):
+            return False
         message = self.batch.popleft()
         reason = _(
             "This message has %(count)s recipients, more than the site's hourly or daily "
             "limit allows; it cannot be sent within the limits."
         ) % {"count": message.recipient_count}
         self._fail(message, reason)
+        return True
 
     def _progress(self, outcome, message):
         if self.progress is not None:
@@ -581,17 +584,18 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
     """Send due mail of all sites within their limits; returns a DispatchReport.
 
     With a budget (the default: ``DISPATCH_BUDGET``), the run sends and sleeps until the earliest
-    next slot while the budget lasts; it starts no connection in the last ``TIMEOUT`` seconds and
-    no message after it. ``until_empty=True`` has no budget: it waits out the minimum interval
-    while mail is due and returns once what is left waits for a cap window, a retry time, another
-    dispatcher or a paused site. ``progress(outcome, site_id, message)`` is called per outcome.
+    next slot while the budget lasts, and starts no message after it: it ends at the latest one
+    connection and one message (each step bounded by ``TIMEOUT``) after the budget.
+
+    ``until_empty=True`` has no budget: it waits out the minimum interval while mail is due and
+    returns once what is left waits for a cap window, a retry time, another dispatcher or a paused
+    site. ``progress(outcome, site_id, message)`` is called per outcome.
     """
     owner = uuid.uuid4().hex
     started = time.monotonic()
     if budget_seconds is None:
         budget_seconds = conf.get("DISPATCH_BUDGET")
     deadline = None if until_empty else started + float(budget_seconds)
-    timeout = float(conf.get("TIMEOUT"))
     report = DispatchReport()
     runs = {}  # site_id -> _SiteRun holding the lease
     blocked = {}  # site_id -> (slot, reason) a closed run left for this call
@@ -616,10 +620,15 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                     candidates.append((known, reason, smtp_settings))
                 else:
                     candidates.append((slot, "interval" if slot > now else None, smtp_settings))
-            # a message over a cap can never go: fail it now rather than wait forever
-            for moment, _reason, item in candidates:
-                if moment is None and isinstance(item, _SiteRun) and item.batch:
-                    item.fail_oversized()
+            # A message over a cap can never go: fail it now rather than wait forever (a cap of
+            # 0 stops the site instead: its mail waits).
+            oversized = [
+                item
+                for moment, _reason, item in candidates
+                if moment is None and isinstance(item, _SiteRun) and item.batch
+            ]
+            if any(run.fail_oversized() for run in oversized):
+                continue
             candidates = [c for c in candidates if c[0] is not None]
             if not candidates:
                 if leased_until is not None:
@@ -648,9 +657,6 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                 break
 
             if not isinstance(item, _SiteRun):
-                if left() < timeout:
-                    report.next_slot, report.waiting_for = moment, "budget"
-                    break
                 if not take_lease(item.site_id, owner, now, conf.get("LEASE_SECONDS")):
                     done.add(item.site_id)
                     continue

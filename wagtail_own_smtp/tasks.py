@@ -5,8 +5,8 @@ site, so a second run finds the busy sites leased and returns.
 
 Budget rule: ``WAGTAIL_OWN_SMTP_DISPATCH_BUDGET + 2 * WAGTAIL_OWN_SMTP_TIMEOUT`` must be below
 ``Q_CLUSTER["timeout"]``, and ``Q_CLUSTER["retry"]`` above ``timeout``. A run starts no message
-after its budget and no connection in its last ``TIMEOUT`` seconds, so it ends at the latest one
-connection plus one message (each bounded by ``TIMEOUT`` per step) after the budget.
+after its budget, so it ends at the latest one connection plus one message (each bounded by
+``TIMEOUT`` per step) after the budget.
 """
 
 from . import conf, dispatch

@@ -1,0 +1,227 @@
+"""Limits: the pure functions, and what a real server sees (interval, caps, parallel senders)."""
+
+import io
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.mail import EmailMessage
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from tests.delivery_helpers import (
+    delivery_figures,
+    make_site,
+    own_server,
+    real_backend,
+    statuses,
+)
+from wagtail_own_smtp import limits, using_site
+from wagtail_own_smtp.dispatch import dispatch, record_delivery, take_lease
+from wagtail_own_smtp.models import OutboundMessage, SendRecord, SiteSendState
+
+__all__ = ["real_backend"]
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+
+
+# -- pure functions --------------------------------------------------------------------------
+
+
+def test_next_slot():
+    assert limits.next_slot(None, 5 * S) is None
+    assert limits.next_slot(T0, timedelta(0)) == T0
+    assert limits.next_slot(T0, 2.5 * S) == T0 + 2.5 * S
+
+
+def test_window_budgets_count_recipients_in_rolling_windows():
+    records = [(T0 - 23 * limits.HOUR, 5), (T0 - 30 * 60 * S, 3), (T0 - 10 * S, 1)]
+    caps = limits.Limits(max_per_hour=6, max_per_day=10)
+    assert limits.used(records, T0, limits.HOUR) == 4
+    assert limits.used(records, T0, limits.DAY) == 9
+    assert limits.budget(records, T0, caps) == 1  # the day has 1 left, the hour 2
+    assert limits.budget(records, T0, limits.Limits()) is None
+    # a record counts until exactly one window later
+    assert limits.used([(T0 - limits.HOUR, 2)], T0, limits.HOUR) == 0
+
+
+def test_when_the_next_recipients_fit():
+    caps = limits.Limits(min_interval=10 * S, max_per_hour=3)
+    records = [(T0 - 50 * 60 * S, 1), (T0 - 40 * 60 * S, 1), (T0 - 5 * S, 1)]
+    schedule = limits.Schedule(caps, last_sent_at=T0 - 5 * S, records=records, now=T0)
+    # one more recipient: the hour is full until the oldest record leaves it
+    assert schedule.slot_for(1) == (T0 + 10 * 60 * S, "cap")
+    # two more: both old records must leave
+    assert schedule.slot_for(2) == (T0 + 20 * 60 * S, "cap")
+    # more than the cap can ever hold
+    assert schedule.slot_for(4) == (None, "cap")
+    free = limits.Schedule(caps, last_sent_at=T0 - 5 * S, records=[], now=T0)
+    assert free.slot_for(1) == (T0 + 5 * S, "interval")
+    assert limits.Schedule(limits.Limits(), None, [], T0).slot_for(50) == (T0, None)
+
+
+def test_drain_eta():
+    # 10 messages 30 s apart: the last goes 4.5 minutes after the first
+    spaced = limits.Limits(min_interval=30 * S)
+    assert limits.drain_eta([1] * 10, T0, None, [], spaced) == T0 + 270 * S
+    # 5 recipients per hour, 12 single-recipient messages: two full hours of waiting
+    capped = limits.Limits(max_per_hour=5)
+    assert limits.drain_eta([1] * 12, T0, None, [], capped) == T0 + 2 * limits.HOUR
+    # a message larger than a cap never drains
+    assert limits.drain_eta([1, 9], T0, None, [], capped) is None
+    assert limits.drain_eta([], T0, None, [], capped) == T0
+
+
+def test_drain_eta_of_many_is_quick():
+    caps = limits.Limits(min_interval=S, max_per_hour=1000, max_per_day=5000)
+    records = [(T0 - i * 10 * S, 1) for i in range(8000, 0, -1)]
+    eta = limits.drain_eta([1] * 20000, T0, T0, records, caps)
+    assert eta > T0 + 3 * limits.DAY
+
+
+# -- against a real server --------------------------------------------------------------------
+
+pytestmark_db = pytest.mark.django_db
+
+
+def _queue(count, prefix="m", recipients=1):
+    for i in range(count):
+        EmailMessage(
+            f"{prefix}{i}",
+            "Body",
+            "surveys@platform.example",
+            [f"{prefix}{i}-{r}@example.org" for r in range(recipients)],
+        ).send()
+
+
+@pytestmark_db
+@pytest.mark.usefixtures("real_backend")
+def test_minimum_interval_holds_at_the_server(starttls_server):
+    site = make_site()
+    own_server(site, starttls_server, min_interval="0.4")
+    _queue(4)
+    report = dispatch(until_empty=True)
+    assert report.sent == 4
+    arrivals = [r.arrived_at for r in starttls_server.wait_for(4)]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.4, gaps
+    assert max(gaps) < 1.5, gaps  # and no needless waiting
+
+
+@pytestmark_db
+@pytest.mark.usefixtures("real_backend")
+def test_hourly_cap_is_never_exceeded_and_the_rest_waits(starttls_server):
+    site = make_site()
+    own_server(site, starttls_server, max_per_hour=5)
+    _queue(2, prefix="pair", recipients=2)  # 4 recipients
+    _queue(3, prefix="single")  # 3 more
+    report = dispatch(until_empty=True)
+    received = starttls_server.received
+    assert sum(len(r.rcpt_tos) for r in received) == 5
+    assert report.sent == 3 and report.waiting_for == "cap"
+    assert statuses() == {"sent": 3, "queued": 2}
+    assert report.next_slot > timezone.now() + timedelta(minutes=59)
+
+    # a second run sends nothing more, and the status shows when the queue drains
+    assert dispatch(budget_seconds=1).sent == 0
+    out = io.StringIO()
+    call_command("own_smtp_status", stdout=out)
+    text = out.getvalue()
+    assert "queued 2" in text and "sent 3" in text
+    drained = next(line for line in text.splitlines() if "drained by:" in line)
+    assert "(+1h00m)" in drained or "(+59m" in drained, text
+
+
+@pytestmark_db
+@pytest.mark.usefixtures("real_backend")
+def test_daily_cap_counts_earlier_sends(starttls_server):
+    site = make_site()
+    own_server(site, starttls_server, max_per_day=3, max_per_hour=100)
+    # earlier today (outside the hour, inside the day): 2 recipients, e.g. a confirmation message
+    record_delivery(site.pk, 2, timezone.now() - timedelta(hours=5))
+    _queue(3)
+    report = dispatch(until_empty=True)
+    assert report.sent == 1 and report.waiting_for == "cap"
+    assert len(starttls_server.received) == 1
+    assert statuses() == {"sent": 1, "queued": 2}
+    assert report.next_slot > timezone.now() + timedelta(hours=18)
+
+
+@pytestmark_db
+@pytest.mark.usefixtures("real_backend")
+def test_message_over_a_cap_fails_instead_of_blocking_the_queue(starttls_server):
+    site = make_site()
+    own_server(site, starttls_server, max_per_hour=2)
+    _queue(1, prefix="big", recipients=3)
+    _queue(1, prefix="small")
+    report = dispatch(until_empty=True)
+    assert report.sent == 1 and report.failed == 1
+    big = OutboundMessage.objects.get(subject="big0")
+    assert big.status == "failed" and "3 recipients" in big.last_error
+
+
+@pytestmark_db
+def test_site_lease_is_taken_by_one_only():
+    site = make_site()
+    now = timezone.now()
+    assert take_lease(site.pk, "a", now, 30)
+    assert not take_lease(site.pk, "b", now, 30)
+    # an expired lease of a dead holder can be taken, and the interval counts from its expiry
+    assert take_lease(site.pk, "b", now + timedelta(seconds=31), 30)
+    state = SiteSendState.objects.get(site=site)
+    assert state.lease_owner == "b"
+    assert state.last_sent_at == now + timedelta(seconds=30)
+
+
+# -- several dispatchers at once --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("real_backend")
+def test_three_dispatchers_in_parallel_keep_every_limit(starttls_server, ssl_server):
+    first = make_site()
+    second = make_site("second.example", default=False)
+    own_server(first, starttls_server, min_interval="0.15", max_per_hour=8)
+    own_server(second, ssl_server, min_interval="0.1")
+    _queue(12, prefix="first")
+    with using_site(second):
+        _queue(6, prefix="second")
+
+    sent_by, errors = {}, []
+    stop = time.monotonic() + 4
+
+    def worker(name):
+        # Short runs, so the site leases change hands between the workers many times.
+        try:
+            while time.monotonic() < stop:
+                sent_by[name] = sent_by.get(name, 0) + dispatch(budget_seconds=0.3).sent
+                time.sleep(0.02)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+
+    first_received, second_received = starttls_server.received, ssl_server.received
+    # the hourly cap: 8 recipients, never more, whichever worker sent them
+    assert len(first_received) == 8 and len(second_received) == 6
+    assert sum(sent_by.values()) == 14
+    # never twice, and each site's interval held between workers
+    for received, interval in ((first_received, 0.15), (second_received, 0.1)):
+        distinct, _lost, duplicated = delivery_figures(received, [])
+        assert duplicated == 0 and distinct == len(received)
+        arrivals = sorted(r.arrived_at for r in received)
+        assert min(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) >= interval
+    assert statuses(site=first) == {"sent": 8, "queued": 4}
+    assert statuses(site=second) == {"sent": 6}
+    assert SendRecord.objects.filter(site=first).count() == 8
+    print("sent per worker:", sent_by)
