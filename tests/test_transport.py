@@ -328,21 +328,34 @@ def test_tls_checks_the_host_name_not_the_address(fake_dns, starttls_server):
     assert starttls_server.auth_attempts == 0
 
 
-def test_dns_rebinding_cannot_redirect_the_connection(settings, fake_dns, silent_server):
+def test_dns_rebinding_cannot_redirect_the_connection(
+    settings, fake_dns, silent_server, monkeypatch
+):
     # First answer public (passes the check), every later answer loopback (where the server is).
     settings.WAGTAIL_OWN_SMTP_ALLOW_PRIVATE_HOSTS = False
-    settings.WAGTAIL_OWN_SMTP_TIMEOUT = 0.5
     answers, lookups = fake_dns
     answers["smtp.customer.example"] = ["93.184.216.34", "127.0.0.1"]
+    # Nothing but loopback may be reached from here: record where the connection would go and
+    # refuse it instead of sending a packet there.
+    attempted = []
+    real_create_connection = socket.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        attempted.append(address[0])
+        if not address[0].startswith("127."):
+            raise ConnectionRefusedError(111, "Connection refused")
+        return real_create_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
 
     error = failure(
         transport.open_connection,
         params(silent_server, "none", host="smtp.customer.example", username=""),
     )
 
-    # The public address is not reachable from here; what matters is where the attempt went.
     assert error.kind == TRANSIENT
     assert lookups == ["smtp.customer.example"]
+    assert attempted == ["93.184.216.34"]
     time.sleep(0.3)
     assert silent_server.connections == []
 
