@@ -487,3 +487,42 @@ def test_two_clicks_at_once_activate_only_once(admin_client, starttls_server):
 
     assert sorted(outcomes) == ["refused", "verified"]
     assert stored(site).verification_status == "verified"
+
+
+def test_clearing_the_server_voids_the_pending_link(admin_client, client, site, starttls_server):
+    save_settings(admin_client, site, starttls_server)
+    token = link_token(starttls_server.wait_for(1)[0])
+
+    save_settings(
+        admin_client, site, starttls_server, delivery_mode="platform", host="", password=""
+    )
+
+    assert stored(site).verification_status == "unverified"
+    assert client.post(verify_url(token)).status_code == 404
+    assert stored(site).verified_at is None
+
+
+def test_a_paused_server_keeps_its_failure_until_confirmed_again(
+    admin_client, client, verified_site, starttls_server
+):
+    # What the dispatcher records when the verified server refuses the login.
+    SmtpSettings.objects.filter(site=verified_site).update(
+        sending_paused=True,
+        verification_status="failed",
+        last_error="535 5.7.8 Authentication credentials invalid",
+    )
+
+    response = save_settings(
+        admin_client, verified_site, starttls_server, password="", max_per_day="5"
+    )
+    assert stored(verified_site).verification_status == "failed"
+    assert "Sending through your own server is paused" in response.text
+
+    admin_client.post(action_url("resend", verified_site))
+    token = link_token(starttls_server.wait_for(1)[0])
+    client.post(verify_url(token))
+
+    smtp_settings = stored(verified_site)
+    assert smtp_settings.verification_status == "verified"
+    assert smtp_settings.sending_paused is False
+    assert smtp_settings.last_error == ""

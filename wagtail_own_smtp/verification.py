@@ -88,21 +88,20 @@ def settings_saved(smtp_settings, request=None):
     """
     if needs_verification(smtp_settings):
         return send_confirmation(smtp_settings, request=request)
+    if smtp_settings.sending_paused:
+        return None  # the dispatcher's failure stays until the server is confirmed again
     current = fingerprint(smtp_settings)
-    pending_other = smtp_settings.token_fingerprint and smtp_settings.token_fingerprint != current
-    if pending_other and (
-        current == smtp_settings.verified_fingerprint or not is_complete(smtp_settings)
-    ):
-        # Changed back to the verified server, or cleared: the pending link no longer applies.
+    if smtp_settings.has_verified_server and current == smtp_settings.verified_fingerprint:
+        # Changed back to the verified server: a pending link no longer applies.
+        status = VerificationStatus.VERIFIED
+    elif not is_complete(smtp_settings):
+        status = VerificationStatus.UNVERIFIED
+    else:
+        return None
+    if smtp_settings.verification_status != status or smtp_settings.token_fingerprint:
         _clear_token(smtp_settings)
-        if smtp_settings.sending_paused:
-            pass  # the dispatcher's failure stays until the server is confirmed again
-        elif smtp_settings.has_verified_server and current == smtp_settings.verified_fingerprint:
-            smtp_settings.verification_status = VerificationStatus.VERIFIED
-            smtp_settings.last_error = smtp_settings.last_error_hint = ""
-        else:
-            smtp_settings.verification_status = VerificationStatus.UNVERIFIED
-            smtp_settings.last_error = smtp_settings.last_error_hint = ""
+        smtp_settings.verification_status = status
+        smtp_settings.last_error = smtp_settings.last_error_hint = ""
         smtp_settings.save(update_fields=STATE_FIELDS)
     return None
 
