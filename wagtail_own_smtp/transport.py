@@ -7,6 +7,7 @@ configuration (pause the site until the editor fixes it).
 
 import base64
 import ipaddress
+import re
 import smtplib
 import socket
 import ssl
@@ -373,20 +374,57 @@ def _reply_kind(error, code, text, stage):
     return MESSAGE
 
 
-def hint_for(params, code=None, text="", stage=None, error=None):
-    """A short explanation where the cause of a failure is known."""
-    port, security = params.port, params.security
-    text = text or ""
+def _reply_hint(code, text):
+    """The explanation a server's reply gives away by itself, or ""."""
     # Microsoft 365 answers 535 too, with its own enhanced codes: test those first.
     if "5.7.57" in text or "5.7.30" in text or "5.7.139" in text:
         return _(
             "Microsoft 365 has basic authentication (password login) for SMTP turned off "
             "for this mailbox or tenant."
         )
+    if code == 534 and "5.7.9" in text:
+        return _(
+            "Google asks for an app password: the account uses 2-step verification. Create an "
+            "app password in the Google account and enter it as the password."
+        )
+    if code == 534 and "5.7.14" in text:
+        return _(
+            "Google blocked the sign-in. Sign in to the account once in a web browser, or use "
+            "an app password."
+        )
     if code == 535 or (code and "5.7.8" in text):
         return _("The server rejected the username or password.")
-    if "5.4.5" in text:
-        return _("The sending quota of the account is used up; mail waits until it resets.")
+    if code == 530 and "starttls" in text.lower():
+        return _("The server accepts mail only over an encrypted connection: choose STARTTLS.")
+    # Gmail's "5.4.5", IONOS's "Mail send limit exceeded".
+    if "5.4.5" in text or "send limit exceeded" in text.lower():
+        return _(
+            "The sending quota of the account is used up; the server accepts mail again once "
+            "it resets."
+        )
+    return ""
+
+
+_REPLY_CODE = re.compile(r"(?:^|: )([2-5]\d\d)[ -]")
+
+
+def hint_for_reply(text):
+    """The hint for a reply as stored (a message's last error), where the reply alone explains it.
+
+    A stored reply has no connection left to look at, so only the reply's own words count: the
+    port and TLS hints need ``hint_for`` at the moment of failure.
+    """
+    text = text or ""
+    match = _REPLY_CODE.search(text)
+    return _reply_hint(int(match.group(1)) if match else None, text)
+
+
+def hint_for(params, code=None, text="", stage=None, error=None):
+    """A short explanation where the cause of a failure is known."""
+    port, security = params.port, params.security
+    text = text or ""
+    if reply_hint := _reply_hint(code, text):
+        return reply_hint
     if isinstance(error, ssl.SSLCertVerificationError):
         return _certificate_hint(error)
     if (
