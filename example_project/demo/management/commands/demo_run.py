@@ -37,23 +37,22 @@ class Child:
     def exited(self):
         return self.process is not None and self.process.poll() is not None
 
-    def signal(self, signum):
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
-
     def stop(self):
         if self.process is None:
             return
-        self.signal(signal.SIGINT)
+        # Only the leader is asked (it stops its own workers; qcluster hangs when they are
+        # killed under it), with SIGTERM: a process started in the background ignores SIGINT.
+        self.process.terminate()
         try:
             self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.process.wait()
-        # The group may outlive its leader (workers): make sure nothing stays behind.
-        self.signal(signal.SIGKILL)
+            pass
+        # Whatever is left of the group (runserver's server process, a stuck worker) goes.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
 
 
 class Command(BaseCommand):
@@ -75,10 +74,12 @@ class Command(BaseCommand):
         if busy := [port for port in ports if answers(port)]:
             raise CommandError(f"Port(s) {busy} already in use: is another demo running?")
 
-        def stop_on_sigterm(*_args):
+        def stop(*_args):
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, stop_on_sigterm)
+        # Ctrl-C, and SIGINT or SIGTERM from whoever started the demo in the background.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
         try:
             for child in children:
                 child.start()
@@ -93,7 +94,9 @@ class Command(BaseCommand):
             )
         except KeyboardInterrupt:
             self.stdout.write("\nStopping the demo ...")
+            self.stdout.flush()
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: let the stop finish
             for child in reversed(children):
                 child.stop()
 

@@ -1,0 +1,77 @@
+# wagtail-own-smtp: the demo, the tests, the checks.
+#
+#   make demo    the example survey site with its demo mail servers and inbox
+#   make test    the test suite (SQLite; OWN_SMTP_TEST_DB=postgres for PostgreSQL)
+#   make lint    ruff and the migration check
+#   make package build the sdist and wheel and check what they ship
+#   make bench   the benchmark suite (bench/README.md); QUICK=1 for a short run, N=, K=
+#
+# Everything runs in a virtualenv; choose it and the versions with variables, e.g.
+#   make test PYTHON=python3.13 VENV=.venv-313 DJANGO="Django>=6.1,<6.2"
+
+PYTHON ?= python3.11
+VENV ?= .venv
+DJANGO ?=
+WAGTAIL ?=
+PYTEST_ARGS ?=
+
+BIN := $(abspath $(VENV))/bin
+MANAGE := $(BIN)/python example_project/manage.py
+REQUIREMENTS := $(if $(DJANGO),"$(DJANGO)") $(if $(WAGTAIL),"$(WAGTAIL)")
+
+.PHONY: demo demo-reset test lint package install
+
+demo: install
+	$(MANAGE) demo_setup
+	$(MANAGE) demo_run
+
+# Forget the demo's database, mail and certificates.
+demo-reset:
+	rm -rf example_project/var
+
+# pytest exits with 5 when it collected no test: that fails here too, and says so.
+test: install
+	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest ran no test, which counts as a failure" >&2; fi; \
+	exit $$status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations wagtail_own_smtp --check --dry-run
+	SURVEY_DEMO_VAR="$$(mktemp -d)" $(MANAGE) makemigrations home survey --check --dry-run
+
+package: install
+	$(BIN)/python -m pip install --quiet build
+	$(BIN)/python scripts/check_package.py
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[testing,demo]" -r example_project/requirements.txt $(REQUIREMENTS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The benchmarks (bench/README.md) run in a virtualenv of their own, with the tools they compare
+# against (django-post_office, django-mailer: skipped if they do not install) and the profilers.
+# Knobs are passed through the environment: QUICK=1, N=<messages>, K=<rounds>, PARTS=..., PEERS=0.
+BENCH_VENV ?= .venv-bench
+BENCH_BIN := $(abspath $(BENCH_VENV))/bin
+
+.PHONY: bench bench-scale bench-install
+
+bench: bench-install
+	$(BENCH_BIN)/python -m bench.run
+
+# Target 5: 100,000 queued messages over 1,000 sites on PostgreSQL.
+bench-scale: bench-install
+	$(BENCH_BIN)/python -m bench.scale
+
+bench-install: $(BENCH_BIN)/python
+	$(BENCH_BIN)/python -m pip install --quiet -e ".[testing]" -r bench/requirements.txt $(REQUIREMENTS)
+	$(BENCH_BIN)/python -m pip install --quiet -r bench/requirements-peers.txt \
+	|| echo "make bench: django-post_office or django-mailer did not install; the bench skips them" >&2
+
+$(BENCH_BIN)/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
