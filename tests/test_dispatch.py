@@ -301,3 +301,33 @@ def test_status_command_shows_mode_counts_and_slots(starttls_server):
     line = {part.split(":")[0].strip(): part for part in text.splitlines()}
     assert "(+0m" in line["next slot"]  # within the 30 s interval
     assert "(+0m5" in line["drained by"] or "(+1m00s)" in line["drained by"]  # two more, 30 s apart
+
+
+@pytest.mark.django_db
+def test_undecryptable_password_pauses_the_site(starttls_server):
+    site = make_site()
+    smtp_settings = own_server(site, starttls_server)
+    # as after SECRET_KEY changed with no key kept: no configured key opens the stored password
+    SmtpSettings.objects.filter(pk=smtp_settings.pk).update(
+        verified_password_ciphertext=b"gAAAAAB-not-a-token-of-any-key"
+    )
+    _queue(2)
+    report = dispatch(budget_seconds=5)
+    assert report.paused_sites == [site.pk]
+    assert statuses() == {"queued": 2}
+    assert "cannot be decrypted" in SmtpSettings.objects.get(site=site).last_error
+    assert starttls_server.auth_attempts == 0
+
+
+@pytest.mark.django_db
+def test_send_command_shows_progress_and_what_the_rest_waits_for(starttls_server):
+    site = make_site()
+    own_server(site, starttls_server, max_per_hour=2)
+    _queue(3)
+    out = io.StringIO()
+    call_command("own_smtp_send", "--until-empty", stdout=out)
+    text = out.getvalue()
+    assert text.count("sent (1 recipient(s))") == 2
+    assert "Sent 2, deferred 0, failed 0." in text
+    assert "Mail left waits for the hourly or daily limit" in text
+    assert len(starttls_server.received) == 2

@@ -164,6 +164,17 @@ def test_message_over_a_cap_fails_instead_of_blocking_the_queue(starttls_server)
 
 
 @pytestmark_db
+@pytest.mark.usefixtures("real_backend")
+def test_a_cap_of_zero_holds_all_mail(starttls_server):
+    site = make_site()
+    own_server(site, starttls_server, max_per_day=0)
+    _queue(2)
+    report = dispatch(until_empty=True)
+    assert report.sent == report.failed == 0
+    assert statuses() == {"queued": 2} and starttls_server.received == []
+
+
+@pytestmark_db
 def test_site_lease_is_taken_by_one_only():
     site = make_site()
     now = timezone.now()

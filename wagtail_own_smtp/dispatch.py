@@ -31,12 +31,12 @@ from email.headerregistry import Address
 from email.utils import make_msgid
 
 from django.db import transaction
-from django.db.models import Case, Count, F, Q, Sum, Value, When
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 
-from . import conf, limits, signals, transport
+from . import conf, crypto, limits, signals, transport
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -412,8 +412,8 @@ class _SiteRun:
                 self.batch.clear()
                 self.finished = True
             return
-        raw = rewrite_sender(bytes(message.raw_message), self.sender, self.display_name)
         try:
+            raw = rewrite_sender(bytes(message.raw_message), self.sender, self.display_name)
             refused = transport.send(connection, self.params, self.sender, message.recipients, raw)
         except transport.SmtpFailure as failure:
             self.last_used = time.monotonic()
@@ -506,14 +506,7 @@ class _SiteRun:
 
     def _pause(self, failure):
         """The server refuses us (AUTH, sender, TLS): pause the site, keep its mail queued."""
-        SmtpSettings.objects.filter(pk=self.settings.pk).update(
-            sending_paused=True,
-            verification_status=VerificationStatus.FAILED,
-            last_error=failure.text,
-            last_error_hint=failure.hint or "",
-        )
-        self.report.paused_sites.append(self.site_id)
-        logger.warning("Sending paused for site %s: %s", self.site_id, failure.text)
+        pause_site(self.settings, failure, self.report)
         self.finished = True
         self._progress("paused", None)
 
@@ -539,6 +532,18 @@ class _SiteRun:
         release_claims([m.pk for m in self.batch], self.owner)
         release_lease(self.site_id, self.owner)
         self.batch.clear()
+
+
+def pause_site(smtp_settings, failure, report):
+    """Stop sending for a site until an editor fixes and re-verifies its server."""
+    SmtpSettings.objects.filter(pk=smtp_settings.pk).update(
+        sending_paused=True,
+        verification_status=VerificationStatus.FAILED,
+        last_error=failure.text,
+        last_error_hint=failure.hint or "",
+    )
+    report.paused_sites.append(smtp_settings.site_id)
+    logger.warning("Sending paused for site %s: %s", smtp_settings.site_id, failure.text)
 
 
 def sendable_settings():
@@ -620,16 +625,16 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                     candidates.append((known, reason, smtp_settings))
                 else:
                     candidates.append((slot, "interval" if slot > now else None, smtp_settings))
-            # A message over a cap can never go: fail it now rather than wait forever (a cap of
-            # 0 stops the site instead: its mail waits).
-            oversized = [
-                item
-                for moment, _reason, item in candidates
-                if moment is None and isinstance(item, _SiteRun) and item.batch
-            ]
-            if any(run.fail_oversized() for run in oversized):
+            # A message over a cap can never go: fail it now rather than wait forever. A cap of
+            # 0 stops the site instead: its mail waits, and this call leaves the site alone.
+            never = [item for moment, _reason, item in candidates if moment is None]
+            for run in never:
+                if not (run.batch and run.fail_oversized()):
+                    run.close()
+                    del runs[run.site_id]
+                    done.add(run.site_id)
+            if never:
                 continue
-            candidates = [c for c in candidates if c[0] is not None]
             if not candidates:
                 if leased_until is not None:
                     report.next_slot, report.waiting_for = leased_until, "lease"
@@ -641,7 +646,7 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                 wait = (moment - now).total_seconds()
                 for run in list(runs.values()):
                     run_slot, run_reason = run.slot(now)
-                    if run_slot is None or (run_slot - now).total_seconds() > KEEP_OPEN:
+                    if (run_slot - now).total_seconds() > KEEP_OPEN:
                         blocked[run.site_id] = (run_slot, run_reason)
                         run.close()
                         del runs[run.site_id]
@@ -660,7 +665,15 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                 if not take_lease(item.site_id, owner, now, conf.get("LEASE_SECONDS")):
                     done.add(item.site_id)
                     continue
-                runs[item.site_id] = _SiteRun(item, owner, now, report, progress)
+                try:
+                    runs[item.site_id] = _SiteRun(item, owner, now, report, progress)
+                except crypto.UndecryptablePassword as error:
+                    hint = _("Enter the password again and confirm the server.")
+                    pause_site(
+                        item, transport.SmtpFailure(transport.SERVER, str(error), hint=hint), report
+                    )
+                    release_lease(item.site_id, owner)
+                    done.add(item.site_id)
                 continue
 
             run = item
@@ -705,11 +718,7 @@ def site_outlook(smtp_settings, now=None):
     now = now or timezone.now()
     site_id = smtp_settings.site_id
     counts = dict.fromkeys(MessageStatus.values, 0)
-    rows = (
-        OutboundMessage.objects.filter(site_id=site_id)
-        .values("status")
-        .annotate(n=Count("pk"), recipients=Sum("recipient_count"))
-    )
+    rows = OutboundMessage.objects.filter(site_id=site_id).values("status").annotate(n=Count("pk"))
     for row in rows:
         counts[row["status"]] = row["n"]
     waiting = list(

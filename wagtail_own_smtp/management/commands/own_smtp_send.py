@@ -3,19 +3,22 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from wagtail_own_smtp import dispatch
 
 WAITING_FOR = {
-    "interval": _("the minimum interval"),
-    "cap": _("the hourly or daily limit"),
-    "lease": _("another dispatcher sending for the site"),
-    "budget": _("the next run (time budget used up)"),
+    "interval": gettext_lazy("the minimum interval"),
+    "cap": gettext_lazy("the hourly or daily limit"),
+    "lease": gettext_lazy("another dispatcher sending for the site"),
+    "budget": gettext_lazy("the next run (time budget used up)"),
 }
 
 
 class Command(BaseCommand):
-    help = _("Send queued mail through the sites' own SMTP servers, honouring every limit.")
+    help = gettext_lazy(
+        "Send queued mail through the sites' own SMTP servers, honouring every limit."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from wagtail_own_smtp.dispatch import site_outlook
@@ -22,7 +23,7 @@ def _when(moment, now):
 
 
 class Command(BaseCommand):
-    help = _("Show each site's own SMTP server state and mail queue.")
+    help = gettext_lazy("Show each site's own SMTP server state and mail queue.")
 
     def handle(self, *args, **options):
         now = timezone.now()
