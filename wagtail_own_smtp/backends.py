@@ -16,6 +16,10 @@ Django 6.1+ (``MAILERS``): the fallback is another mailer alias::
     }
 """
 
+import inspect
+from email import policy
+from email.headerregistry import AddressHeader
+
 import django
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
@@ -56,9 +60,8 @@ def raw_message(message):
     Building them raises Django's own errors for bad headers (e.g. a newline in the subject),
     before anything is stored.
     """
-    if django.VERSION >= (6, 0):
-        from email import policy
-
+    if "policy" in inspect.signature(message.message).parameters:
+        # Django 6.0+: Python's modern email API; the SMTP policy writes CRLF.
         return message.message(policy=policy.SMTP).as_bytes()
     return message.message().as_bytes(linesep="\r\n")
 
@@ -68,8 +71,6 @@ def envelope_address(address):
     address = str(address)
     if "\r" in address or "\n" in address:
         raise ValueError(_("Invalid address; address parts cannot contain newlines."))
-    from email.headerregistry import AddressHeader
-
     parsed = AddressHeader.value_parser(address)
     mailboxes = parsed.all_mailboxes
     if len(mailboxes) != 1 or not mailboxes[0].local_part or not mailboxes[0].domain:
