@@ -1,0 +1,363 @@
+"""The benchmark suite: ``make bench`` (or ``python -m bench.run`` in the bench virtualenv).
+
+Knobs (environment, or make variables of the same name):
+
+- ``QUICK=1``: a short run for development (small N, one round, short target runs).
+- ``N``: messages per sender and round (default 2000; quick 300).
+- ``K``: rounds; every sender runs once per round, interleaved (default 3; quick 1).
+- ``PARTS``: comma list of ``throughput``, ``tls``, ``throttle``, ``latency``, ``parallel``
+  (default: all).
+- ``PEERS=0``: leave out django-post_office and django-mailer.
+- ``BENCH_DB=postgres``: run the throughput part on PostgreSQL too (parallel always does).
+- ``PROFILE=1``: profile one in-process drain with pyinstrument (done anyway when the drain
+  misses its target).
+
+Writes bench/results/bench-<time>.json and .txt (and latest.json / latest.txt) and prints the
+table and the targets.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+
+from bench import report
+from bench.sink import Sink
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS = BENCH_DIR / "results"
+PYTHON = sys.executable
+
+THROUGHPUT = ["raw_smtplib", "django_smtp", "app_inprocess", "app_cluster", "post_office", "mailer"]
+PEER_SCENARIOS = {"post_office": "post_office", "mailer": "mailer"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+class Bench:
+    def __init__(self):
+        self.quick = os.environ.get("QUICK", "") not in ("", "0")
+        self.n = env_int("N", 300 if self.quick else 2000)
+        self.k = env_int("K", 1 if self.quick else 3)
+        parts = os.environ.get("PARTS", "").strip()
+        self.parts = (
+            [p.strip() for p in parts.split(",") if p.strip()]
+            if parts
+            else ["throughput", "tls", "throttle", "latency", "parallel"]
+        )
+        self.with_peers = os.environ.get("PEERS", "1") not in ("0", "")
+        self.db = os.environ.get("BENCH_DB", "sqlite")
+        self.profile = os.environ.get("PROFILE", "") not in ("", "0")
+        self.stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.run_dir = RESULTS / f"run-{self.stamp}"
+        self.sinks = {}
+        self.db_env = {}
+        self.notes = []
+        self.pg_databases = []
+        self.results = {
+            "started": datetime.now().isoformat(timespec="seconds"),
+            "machine": machine(),
+            "settings": {
+                "n": self.n,
+                "k": self.k,
+                "quick": self.quick,
+                "db": self.db,
+                "parts": self.parts,
+            },
+            "rounds": [],
+            "notes": self.notes,
+        }
+
+    # -- infrastructure ------------------------------------------------------------------------
+    def log(self, text):
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    def setup(self, sinks=("plain", "tls", "delay")):
+        sys.path.insert(0, str(REPO))
+        from example_project.local_smtp import make_certificates
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        certs = make_certificates(
+            self.run_dir / "certs", hostnames=("127.0.0.1", "localhost"), ca_name="bench CA"
+        )
+        self.ca_file = str(certs["ca"])
+        made = {
+            "plain": lambda: Sink("none"),
+            "tls": lambda: Sink("starttls", cert_dir=self.run_dir / "certs"),
+            "delay": lambda: Sink("none", delay=0.02),
+        }
+        for name in sinks:
+            self.sinks[name] = made[name]().start()
+            sink = self.sinks[name]
+            self.log(f"sink {sink.name} on 127.0.0.1:{sink.port} (pid {sink.pid})")
+
+    def setup_databases(self):
+        self.peers = self._available_peers() if self.with_peers else []
+        if self.with_peers:
+            for name in PEER_SCENARIOS:
+                if name not in self.peers:
+                    self.notes.append(
+                        f"{name} is not installed in this virtualenv "
+                        "(bench/requirements-peers.txt): skipped."
+                    )
+        if self.db == "postgres":
+            self.db_env = self._database("main")
+        else:
+            sqlite_path = str(self.run_dir / "bench.sqlite3")
+            self.db_env = {"BENCH_DB": "sqlite", "BENCH_SQLITE_PATH": sqlite_path}
+            self._migrate(self.db_env)
+
+    def _available_peers(self):
+        probe = subprocess.run(
+            [PYTHON, "-c", "import bench.settings as s; print(','.join(s.PEERS))"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        return [p for p in probe.stdout.strip().split(",") if p]
+
+    def _database(self, label):
+        """A fresh PostgreSQL database for this run (dropped at the end), migrated."""
+        import psycopg
+
+        name = f"wagtail_own_smtp_bench_{label}_{os.getpid()}"
+        with psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.pg_databases.append(name)
+        env = {"BENCH_DB": "postgres", "BENCH_PG_NAME": name}
+        self._migrate(env)
+        return env
+
+    def _migrate(self, db_env):
+        started = time.monotonic()
+        subprocess.run(
+            [PYTHON, str(BENCH_DIR / "manage.py"), "migrate", "--verbosity", "0"],
+            cwd=REPO,
+            env={**os.environ, **db_env},
+            check=True,
+        )
+        self.log(
+            f"migrated {db_env.get('BENCH_PG_NAME') or 'SQLite'} in "
+            f"{time.monotonic() - started:.0f} s"
+        )
+
+    def teardown(self):
+        for sink in self.sinks.values():
+            sink.stop()
+        if self.pg_databases:
+            import psycopg
+
+            with psycopg.connect(
+                host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+            ) as conn:
+                for name in self.pg_databases:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    # -- one measurement -----------------------------------------------------------------------
+    def measure(self, scenario, sink="plain", db_env=None, timeout=900, **config):
+        sink = self.sinks[sink]
+        config.update(
+            scenario=scenario,
+            n=config.get("n", self.n),
+            sink=sink.describe(),
+            ca_file=self.ca_file,
+            results_dir=str(self.run_dir),
+            cluster_log=str(self.run_dir / "qcluster.log"),
+        )
+        env = {
+            **os.environ,
+            **(db_env or self.db_env),
+            "BENCH_SMTP_PORT": str(sink.port),
+            "BENCH_SMTP_SECURITY": sink.security,
+            "BENCH_CA_FILE": self.ca_file,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if sink.security == "starttls":
+            env["SSL_CERT_FILE"] = self.ca_file  # Django's SMTP backend trusts the bench CA
+        sink.reset()
+        load = Load(sink.pid)
+        process = subprocess.run(
+            [PYTHON, "-m", "bench.scenarios", json.dumps(config)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        lines = [line for line in process.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+        if process.returncode != 0 or not lines:
+            tail = (process.stderr or process.stdout).strip().splitlines()[-15:]
+            self.log(f"{scenario} failed:\n    " + "\n    ".join(tail))
+            return {"scenario": scenario, "error": "\n".join(tail)}
+        result = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+        result["foreign_cpu"] = load.foreign()
+        stats = sink.stats()
+        arrivals = [at for at, _seq in stats["arrivals"]]
+        result["sink"] = {
+            "name": sink.name,
+            "messages": stats["messages"],
+            "recipients": stats["recipients"],
+            "connections": stats["connections"],
+            "first_arrival": min(arrivals, default=None),
+            "last_arrival": max(arrivals, default=None),
+        }
+        return result
+
+    # -- parts ---------------------------------------------------------------------------------
+    def throughput(self):
+        scenarios = [s for s in THROUGHPUT if s not in PEER_SCENARIOS or s in self.peers]
+        for round_index in range(self.k):
+            shift = round_index % len(scenarios)
+            order = scenarios[shift:] + scenarios[:shift]
+            self.log(f"round {round_index + 1}/{self.k}: {', '.join(order)} (N={self.n})")
+            round_results = {}
+            for scenario in order:
+                result = self.measure(scenario)
+                round_results[scenario] = result
+                self.log("  " + report.one_line(result, self.n))
+            self.results["rounds"].append(round_results)
+            self._save()
+
+    def tls(self):
+        """Raw smtplib, Django and the app's drain over STARTTLS + AUTH (one round, N/2)."""
+        n = max(self.n // 2, 50)
+        self.log(f"STARTTLS + AUTH: raw_smtplib, django_smtp, app_inprocess (N={n})")
+        self.results["tls"] = {
+            scenario: self.measure(scenario, sink="tls", n=n)
+            for scenario in ("raw_smtplib", "django_smtp", "app_inprocess")
+        }
+        for result in self.results["tls"].values():
+            self.log("  " + report.one_line(result, n))
+        self._save()
+
+    def throttle(self):
+        count = 16 if self.quick else 40
+        self.log(f"throttle: min_interval 0.25 s over {count} messages; hourly cap 12")
+        self.results["throttle"] = self.measure("throttle", n=count, interval_messages=count)
+        self._save()
+
+    def latency(self):
+        count = 6 if self.quick else 20
+        self.log(f"latency: {count} single messages to an idle cluster")
+        self.results["latency"] = self.measure("latency", messages=count)
+        self._save()
+
+    def parallel(self):
+        per_site = 8 if self.quick else 25
+        self.log(f"parallel: 8 sites x {per_site} messages, sink 20 ms per command, PostgreSQL")
+        db_env = self._database("parallel")
+        self.results["parallel"] = self.measure(
+            "parallel", sink="delay", db_env=db_env, per_site=per_site, sites=8, workers=[1, 4]
+        )
+        self._save()
+
+    def profile_drain(self):
+        path = self.run_dir / "profile-drain.txt"
+        self.log(f"profiling one in-process drain (pyinstrument) -> {path}")
+        result = self.measure("app_inprocess", profile=str(path))
+        self.results["profile"] = {"path": str(path), "result": result}
+        self._save()
+
+    # -- output --------------------------------------------------------------------------------
+    def _save(self):
+        path = self.run_dir / "bench.json"
+        path.write_text(json.dumps(self.results, indent=2, default=str))
+
+    def finish(self):
+        self.results["finished"] = datetime.now().isoformat(timespec="seconds")
+        self.results["machine"]["loadavg_end"] = os.getloadavg()
+        summary = report.summarise(self.results)
+        self.results["summary"] = summary
+        text = report.render(self.results, summary)
+        self._save()
+        (self.run_dir / "bench.txt").write_text(text)
+        for suffix in ("json", "txt"):
+            shutil.copyfile(self.run_dir / f"bench.{suffix}", RESULTS / f"latest.{suffix}")
+        print(text)
+        print(f"Results: {self.run_dir / 'bench.txt'} and {self.run_dir / 'bench.json'}")
+        print(f"         (copied to {RESULTS / 'latest.txt'} and {RESULTS / 'latest.json'})")
+
+    def run(self):
+        started = time.monotonic()
+        try:
+            self.setup()
+            if set(self.parts) & {"throughput", "tls", "throttle", "latency"}:
+                self.setup_databases()
+            for part in self.parts:
+                if part == "throughput":
+                    self.throughput()
+                elif part in ("tls", "throttle", "latency", "parallel"):
+                    getattr(self, part)()
+                else:
+                    self.notes.append(f"unknown part {part!r} ignored")
+            summary = report.summarise(self.results)
+            drain_ratio = summary.get("targets", {}).get("drain_vs_raw", {}).get("value")
+            if "throughput" in self.parts and (
+                self.profile or (drain_ratio is not None and drain_ratio < 0.8)
+            ):
+                self.profile_drain()
+        finally:
+            self.teardown()
+        self.results["duration_s"] = time.monotonic() - started
+        self.finish()
+
+
+class Load:
+    """The machine's CPU used by others while a measurement ran (the noise), in cores."""
+
+    def __init__(self, sink_pid):
+        self.sink = psutil.Process(sink_pid)
+        self.start = time.monotonic()
+        self.busy = self._busy()
+        self.ours = self._ours()
+
+    @staticmethod
+    def _busy():
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def _ours(self):
+        me = psutil.Process().cpu_times()
+        sink = self.sink.cpu_times()
+        return me.user + me.system + me.children_user + me.children_system + sink.user + sink.system
+
+    def foreign(self):
+        wall = time.monotonic() - self.start
+        other = (self._busy() - self.busy) - (self._ours() - self.ours)
+        return max(other, 0.0) / wall if wall > 0 else 0.0
+
+
+def machine():
+    import platform
+
+    import django
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "platform": platform.platform(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def main():
+    RESULTS.mkdir(exist_ok=True)
+    Bench().run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""The sink: an SMTP server (aiosmtpd) in its own process that accepts everything and counts.
+
+It stands for the receiving mail server. It keeps only what the benchmarks need: how many
+messages and recipients arrived, when each arrived (``time.monotonic()``, which on Linux is one
+clock for every process, so a sender can compare it with its own timestamps), the ``X-Bench-Seq``
+header of each message, and how many SMTP connections were opened.
+
+Variants: plain SMTP; STARTTLS with AUTH required (certificate from a throw-away CA); and a delay
+before every reply, standing for the round trip to a remote server (``delay=0.02`` makes each
+SMTP command cost 20 ms, as a server 20 ms away would).
+
+``Sink(...).start()`` returns once it listens. Any process can then ask it for its figures through
+a control port on loopback (``SinkClient``, authenticated with a random key).
+"""
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+
+SEQ_HEADER = b"\r\nX-Bench-Seq: "
+USER = "bench@sink.example"
+PASSWORD = "sink-password"
+
+
+def _serve(conn, security, delay, cert_dir, authkey):
+    """The sink process: start aiosmtpd, then answer requests on its control port."""
+    import warnings
+
+    # aiosmtpd warns about its own deprecated attribute while handling AUTH
+    warnings.filterwarnings("ignore", message="Session.login_data")
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+    lock = threading.Condition()
+    state = {"messages": 0, "recipients": 0, "connections": 0, "arrivals": [], "bytes": 0}
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            data = envelope.original_content or envelope.content
+            seq = -1
+            start = data.find(SEQ_HEADER)
+            if start >= 0:
+                start += len(SEQ_HEADER)
+                seq = int(data[start : data.index(b"\r\n", start)])
+            with lock:
+                state["messages"] += 1
+                state["recipients"] += len(envelope.rcpt_tos)
+                state["bytes"] += len(data)
+                state["arrivals"].append((time.monotonic(), seq))
+                lock.notify_all()
+            return "250 2.0.0 Accepted"
+
+    class DelayedSMTP(SMTP):
+        """Waits ``delay`` before each reply (once per reply, not per line of a multi-line one)."""
+
+        async def push(self, status):
+            text = status if isinstance(status, str) else status.decode()
+            if delay and text[3:4] != "-":
+                await asyncio.sleep(delay)
+            await super().push(status)
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        if (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == USER
+            and auth_data.password.decode() == PASSWORD
+        ):
+            return AuthResult(success=True, auth_data=auth_data.login)
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Bad credentials")
+
+    kwargs = {"ident": "bench sink"}
+    if security == "starttls":
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(Path(cert_dir) / "cert.pem", Path(cert_dir) / "key.pem")
+        kwargs.update(
+            tls_context=context,
+            require_starttls=True,
+            authenticator=authenticate,
+            auth_required=True,
+            auth_require_tls=True,
+        )
+
+    class SinkController(Controller):
+        def factory(self):
+            # asyncio calls the protocol factory once per accepted connection
+            with lock:
+                state["connections"] += 1
+            return DelayedSMTP(self.handler, **self.SMTP_kwargs)
+
+    controller = SinkController(
+        Handler(),
+        hostname="127.0.0.1",
+        port=_free_port(),
+        server_hostname="sink.localhost",
+        ready_timeout=10,
+        **kwargs,
+    )
+    controller.start()
+    stopped = threading.Event()
+
+    def answer(client):
+        with client:
+            while not stopped.is_set():
+                try:
+                    request, *args = client.recv()
+                except (EOFError, OSError):
+                    return
+                if request == "stop":
+                    stopped.set()
+                    client.send(True)
+                    return
+                if request == "reset":
+                    with lock:
+                        state.update(messages=0, recipients=0, connections=0, arrivals=[], bytes=0)
+                    client.send(True)
+                elif request == "stats":
+                    with lock:
+                        client.send({**state, "arrivals": list(state["arrivals"])})
+                elif request == "wait":
+                    count, timeout = args
+                    deadline = time.monotonic() + timeout
+                    with lock:
+                        while state["messages"] < count and time.monotonic() < deadline:
+                            lock.wait(min(0.5, max(deadline - time.monotonic(), 0.001)))
+                        client.send((state["messages"], time.monotonic()))
+
+    def accept(listener):
+        while not stopped.is_set():
+            try:
+                client = listener.accept()
+            except (OSError, EOFError):
+                continue
+            threading.Thread(target=answer, args=(client,), daemon=True).start()
+
+    listener = Listener(("127.0.0.1", 0), authkey=authkey)
+    threading.Thread(target=accept, args=(listener,), daemon=True).start()
+    conn.send((controller.port, listener.address[1], os.getpid()))
+    conn.close()
+    stopped.wait()
+    controller.stop()
+
+
+class SinkClient:
+    """Talks to a running sink from any process (the benchmark, a sender, a worker)."""
+
+    def __init__(self, control_port, authkey):
+        self.control_port = control_port
+        self.authkey = authkey
+        self._conn = None
+
+    def _ask(self, *request):
+        if self._conn is None:
+            self._conn = Client(("127.0.0.1", self.control_port), authkey=self.authkey)
+        self._conn.send(request)
+        return self._conn.recv()
+
+    def reset(self):
+        return self._ask("reset")
+
+    def stats(self):
+        return self._ask("stats")
+
+    def wait_for(self, count, timeout):
+        """Block until ``count`` messages arrived; ``(arrived, sink monotonic time)``."""
+        return self._ask("wait", count, timeout)
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class Sink(SinkClient):
+    """Starts and stops a sink process; ``describe()`` tells other processes how to reach it."""
+
+    def __init__(self, security="none", delay=0.0, cert_dir=None, name=None):
+        super().__init__(None, os.urandom(16))
+        self.security = security
+        self.delay = delay
+        self.cert_dir = str(cert_dir) if cert_dir else None
+        self.name = name or (security if not delay else f"{security}+{round(delay * 1000)}ms")
+        self.port = None
+        self.pid = None
+        self._process = None
+
+    def start(self):
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve,
+            args=(child, self.security, self.delay, self.cert_dir, self.authkey),
+            name=f"bench-sink-{self.name}",
+            daemon=True,
+        )
+        self._process.start()
+        deadline = time.monotonic() + 30
+        while not parent.poll(0.1):
+            if not self._process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the sink {self.name} did not start")
+        self.port, self.control_port, self.pid = parent.recv()
+        parent.close()
+        return self
+
+    def describe(self):
+        """What a sender process needs: JSON-safe."""
+        return {
+            "name": self.name,
+            "security": self.security,
+            "delay": self.delay,
+            "port": self.port,
+            "control_port": self.control_port,
+            "authkey": self.authkey.hex(),
+            "cert_dir": self.cert_dir,
+        }
+
+    def stop(self):
+        if self._process is None:
+            return
+        try:
+            self._ask("stop")
+        except (OSError, EOFError):
+            pass
+        self.close()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        self._process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client_for(description):
+    """A SinkClient from ``Sink.describe()``."""
+    return SinkClient(description["control_port"], bytes.fromhex(description["authkey"]))
