@@ -1,9 +1,11 @@
 """Public confirmation view and the status panel's admin actions."""
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -53,10 +55,30 @@ _LINK_PROBLEMS = {
 }
 
 
+def reader_language(request, site=None):
+    """The language of the public confirmation pages: the editor's admin language when signed in,
+    else the site's (the language of the message that carried the link)."""
+    user = request.user
+    if user.is_authenticated and hasattr(user, "wagtail_userprofile"):
+        return user.wagtail_userprofile.get_preferred_language()
+    if site is not None:
+        return verification.site_language(site)
+    return translation.get_language()
+
+
+def _render_in(language, response):
+    # A TemplateResponse renders after the view returns: render it while the language is active.
+    with translation.override(language):
+        return response.render()
+
+
 def _invalid_link(request, problem):
     status, text = _LINK_PROBLEMS[problem.reason]
-    return TemplateResponse(
-        request, "wagtail_own_smtp/verify_invalid.html", {"problem": text}, status=status
+    return _render_in(
+        reader_language(request),
+        TemplateResponse(
+            request, "wagtail_own_smtp/verify_invalid.html", {"problem": text}, status=status
+        ),
     )
 
 
@@ -73,32 +95,44 @@ def verify(request, token):
             smtp_settings = verification.confirm(token)
         except verification.InvalidLink as problem:
             return _invalid_link(request, problem)
-        messages.success(request, _("The new server settings are now active."))
+        language = reader_language(request, smtp_settings.site)
+        with translation.override(language):
+            messages.success(request, _("The new server settings are now active."))
         # An editor who may change the setting sees it verified in the admin; anyone else gets
         # a small public page with the same green message.
         if user_can_change(request.user, smtp_settings.site):
             return redirect(settings_edit_url(smtp_settings.site_id))
-        return redirect("wagtail_own_smtp:verified")
+        # The page after the redirect has no token to find the site by: it gets the language.
+        return redirect(f"{reverse('wagtail_own_smtp:verified')}?language={language}")
 
     try:
         smtp_settings = verification.pending_for(token)
     except verification.InvalidLink as problem:
         return _invalid_link(request, problem)
-    return TemplateResponse(
-        request,
-        "wagtail_own_smtp/verify_confirm.html",
-        {
-            "settings": smtp_settings,
-            "site_name": smtp_settings.site.site_name or smtp_settings.site.hostname,
-            "security": smtp_settings.get_security_display(),
-        },
+    return _render_in(
+        reader_language(request, smtp_settings.site),
+        TemplateResponse(
+            request,
+            "wagtail_own_smtp/verify_confirm.html",
+            {
+                "settings": smtp_settings,
+                "site_name": smtp_settings.site.site_name or smtp_settings.site.hostname,
+                "security": smtp_settings.get_security_display(),
+            },
+        ),
     )
 
 
 @never_cache
 @require_GET
 def verified(request):
-    return TemplateResponse(request, "wagtail_own_smtp/verified.html", {})
+    language = request.GET.get("language")
+    if language not in dict(django_settings.LANGUAGES):
+        language = reader_language(request, Site.find_for_request(request))
+    return _render_in(
+        language,
+        TemplateResponse(request, "wagtail_own_smtp/verified.html", {}),
+    )
 
 
 # -- admin: the status panel's buttons ---------------------------------------------------------
