@@ -46,6 +46,8 @@ settings.configure(
     ],
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
     USE_TZ=True,
+    STATIC_URL="/static/",
+    Q_CLUSTER={"name": "check", "orm": "default", "timeout": 90, "retry": 120},
 )
 django.setup()
 
@@ -60,9 +62,14 @@ print(f"installed wheel: {location}; migrations {found} found and applied")
 """
 
 
-def run(*command, cwd=None):
-    print("+", " ".join(str(part) for part in command), flush=True)
-    subprocess.run(command, check=True, cwd=cwd)
+def run(*command, cwd=None, label=None):
+    """Run a step; its output is shown only when it fails (pip and build are talkative)."""
+    print("+", label or " ".join(str(part) for part in command), flush=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        print(done.stdout, done.stderr, sep="\n", file=sys.stderr)
+        raise SystemExit(f"failed: {label or command[:3]}")
+    return done.stdout
 
 
 def committed_package_files():
@@ -116,10 +123,12 @@ def main():
         venv.create(environment, with_pip=True)
         python = environment / "bin" / "python"
         run(python, "-m", "pip", "install", "--quiet", wheel)
-        run(python, "-c", INSTALLED_CHECK, cwd=temp)
+        print(
+            run(python, "-c", INSTALLED_CHECK, cwd=temp, label="import, find and apply migrations")
+        )
 
     if problems:
-        print("\n".join(["Package problems:", *problems]), file=sys.stderr)
+        print("\n".join(["Package problems:", *dict.fromkeys(problems)]), file=sys.stderr)
         sys.exit(1)
     print("package check passed")
 
