@@ -4,6 +4,7 @@
 #   make test    the test suite (SQLite; OWN_SMTP_TEST_DB=postgres for PostgreSQL)
 #   make lint    ruff and the migration check
 #   make package build the sdist and wheel and check what they ship
+#   make screenshots  refresh docs/screenshots from the browser tests
 #   make bench   the benchmark suite (bench/README.md); QUICK=1 for a short run, N=, K=
 #
 # Everything runs in a virtualenv; choose it and the versions with variables, e.g.
@@ -19,7 +20,7 @@ BIN := $(abspath $(VENV))/bin
 MANAGE := $(BIN)/python example_project/manage.py
 REQUIREMENTS := $(if $(DJANGO),"$(DJANGO)") $(if $(WAGTAIL),"$(WAGTAIL)")
 
-.PHONY: demo demo-reset test lint package install
+.PHONY: demo demo-reset test lint screenshots package install
 
 demo: install
 	$(MANAGE) demo_setup
@@ -40,6 +41,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations wagtail_own_smtp --check --dry-run
 	SURVEY_DEMO_VAR="$$(mktemp -d)" $(MANAGE) makemigrations home survey --check --dry-run --skip-checks
+
+# Refresh the README's pictures (docs/screenshots) from the browser tests.
+screenshots: install
+	OWN_SMTP_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
 package: install
 	$(BIN)/python -m pip install --quiet build
