@@ -5,7 +5,6 @@
 #   make lint    ruff and the migration check
 #   make package build the sdist and wheel and check what they ship
 #   make screenshots  refresh docs/screenshots from the browser tests
-#   make bench   the benchmarks (make bench-scale: the scale run on PostgreSQL)
 #   make bench   the benchmark suite (bench/README.md); QUICK=1 for a short run, N=, K=
 #
 # Everything runs in a virtualenv; choose it and the versions with variables, e.g.
@@ -17,14 +16,11 @@ DJANGO ?=
 WAGTAIL ?=
 PYTEST_ARGS ?=
 
-BENCH_VENV ?= .venv-bench
-
 BIN := $(abspath $(VENV))/bin
-BENCH_BIN := $(abspath $(BENCH_VENV))/bin
 MANAGE := $(BIN)/python example_project/manage.py
 REQUIREMENTS := $(if $(DJANGO),"$(DJANGO)") $(if $(WAGTAIL),"$(WAGTAIL)")
 
-.PHONY: demo demo-reset test lint screenshots package install bench bench-scale bench-install
+.PHONY: demo demo-reset test lint screenshots package install
 
 demo: install
 	$(MANAGE) demo_setup
@@ -45,19 +41,6 @@ lint: install
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations wagtail_own_smtp --check --dry-run
 	SURVEY_DEMO_VAR="$$(mktemp -d)" $(MANAGE) makemigrations home survey --check --dry-run --skip-checks
-
-# The benchmarks, in their own virtualenv (they also measure django-post-office and
-# django-mailer). Knobs as make variables: QUICK=1, N, K, PARTS, PEERS=0, BENCH_DB=postgres,
-# PROFILE=1 (see bench/run.py).
-bench: bench-install
-	$(BENCH_BIN)/python -m bench.run
-
-bench-scale: bench-install
-	$(BENCH_BIN)/python -m bench.scale
-
-bench-install:
-	$(MAKE) install VENV=$(BENCH_VENV)
-	$(BENCH_BIN)/python -m pip install --quiet -r bench/requirements.txt -r bench/requirements-peers.txt
 
 # Refresh the README's pictures (docs/screenshots) from the browser tests.
 screenshots: install
