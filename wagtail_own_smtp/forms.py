@@ -10,7 +10,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
-from . import crypto, transport
+from . import crypto, presets, transport
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_PASSWORD_LENGTH = 1024
@@ -73,7 +73,25 @@ def security_hint(smtp_settings):
     )
 
 
+class ProviderPresetSelect(forms.Select):
+    """The provider select: its script fills the form; without JavaScript it changes nothing."""
+
+    class Media:
+        js = ["wagtail_own_smtp/js/presets.js"]
+
+
 class SmtpSettingsForm(WagtailAdminModelForm):
+    # Not stored: the preset only fills the fields below it, in the browser.
+    provider_preset = forms.ChoiceField(
+        label=_("Provider"),
+        required=False,
+        choices=presets.choices,
+        widget=ProviderPresetSelect,
+        help_text=_(
+            "Fills in host, port, encryption and the limits the provider publishes. You can "
+            "change every value afterwards."
+        ),
+    )
     password = forms.CharField(
         label=_("Password"),
         required=False,
@@ -90,6 +108,23 @@ class SmtpSettingsForm(WagtailAdminModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Every field explains itself (the model's choice fields carry no help text).
+        field_help = {
+            "delivery_mode": _(
+                "With your own mail server, the site's mail waits in the outbox until the "
+                "server is verified, then goes out only through it."
+            ),
+            "security": _(
+                "STARTTLS secures a plain connection (usually port 587); SSL/TLS is encrypted "
+                "from the start (usually port 465)."
+            ),
+        }
+        for name, text in field_help.items():
+            if name in self.fields and not self.fields[name].help_text:
+                self.fields[name].help_text = text
+        if "provider_preset" in self.fields:
+            # Rendered per request, so the notes are in the editor's language.
+            self.fields["provider_preset"].widget.attrs["data-own-smtp-presets"] = presets.as_json()
         if "password" in self.fields:
             self.fields["password"].help_text = (
                 _("A password is stored. Leave blank to keep it.")

@@ -44,14 +44,35 @@ class VerificationStatusPanel(Panel):
             return context
 
 
+class OutboxSummaryPanel(Panel):
+    """The site's queue in one sentence, with a link to its outbox."""
+
+    class BoundPanel(Panel.BoundPanel):
+        template_name = "wagtail_own_smtp/outbox/settings_summary.html"
+
+        def get_context_data(self, parent_context=None):
+            # Imported here: the forecast reads the models, which import this module.
+            from .forecast import site_forecast
+
+            context = super().get_context_data(parent_context)
+            site_pk = self.instance.site_id
+            context["forecast"] = site_pk and site_forecast(self.instance)
+            context["outbox_url"] = site_pk and (
+                reverse("wagtail_own_smtp_admin:outbox") + f"?site={site_pk}"
+            )
+            return context
+
+
 settings_panels = [
     MultiFieldPanel(
         [FieldPanel("delivery_mode", widget=forms.RadioSelect)],
         heading=_("Own SMTP server"),
     ),
     VerificationStatusPanel(heading=_("Verification")),
+    OutboxSummaryPanel(heading=_("Outbox")),
     MultiFieldPanel(
         [
+            FieldPanel("provider_preset"),
             FieldRowPanel([FieldPanel("host"), FieldPanel("port")]),
             FieldPanel("security"),
             FieldPanel("from_email"),

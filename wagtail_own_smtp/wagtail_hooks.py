@@ -1,10 +1,11 @@
 """Admin wiring: confirmation after a save, and the status panel's actions."""
 
-from django.urls import include, path
+from django.urls import include, path, reverse
+from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin import messages
 
-from . import verification, views
+from . import outbox, verification, views
 from .forms import security_hint
 from .models import SmtpSettings
 
@@ -25,6 +26,7 @@ def confirm_changed_server(request, instance):
 _admin_urls = [
     path("<int:site_pk>/send-confirmation/", views.resend_confirmation, name="resend"),
     path("<int:site_pk>/test-connection/", views.test_connection, name="test_connection"),
+    *outbox.urlpatterns,
 ]
 
 
@@ -36,3 +38,20 @@ def register_admin_urls():
             include((_admin_urls, "wagtail_own_smtp_admin"), namespace="wagtail_own_smtp_admin"),
         )
     ]
+
+
+@hooks.register("register_reports_menu_item")
+def register_outbox_menu_item():
+    return outbox.OutboxMenuItem(
+        _("Outbox"),
+        reverse("wagtail_own_smtp_admin:outbox"),
+        name="own-smtp-outbox",
+        icon_name="mail",
+        order=1000,
+    )
+
+
+@hooks.register("construct_homepage_panels")
+def add_outbox_panel(request, panels):
+    if outbox.may_use_outbox(request.user):
+        panels.append(outbox.OutboxPanel(request))

@@ -1,0 +1,550 @@
+"""The outbox: listing, filters, search, counts, forecast, the message page and its actions, and
+who may see and do what (per site)."""
+
+import re
+from datetime import timedelta
+from email.message import EmailMessage as RawMessage
+from html import unescape
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.mail import EmailMessage
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from wagtail.models import GroupSitePermission
+
+from tests.conftest import SMTP_PASSWORD
+from tests.delivery_helpers import own_server, real_backend
+from tests.helpers_admin import make_site
+from wagtail_own_smtp import forecast, limits, transport
+from wagtail_own_smtp.dispatch import dispatch
+from wagtail_own_smtp.models import OutboundMessage, SiteSendState
+
+pytestmark = pytest.mark.django_db
+__all__ = ["real_backend"]
+
+OUTBOX = "/admin/own-smtp/outbox/"
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------
+
+
+def editor_client(django_user_model, name, sites=()):
+    """A logged-in admin user whose group may change the SMTP setting of ``sites`` only."""
+    group = Group.objects.create(name=f"{name} group")
+    group.permissions.add(
+        Permission.objects.get(content_type__app_label="wagtailadmin", codename="access_admin")
+    )
+    change = Permission.objects.get(
+        content_type__app_label="wagtail_own_smtp", codename="change_smtpsettings"
+    )
+    for site in sites:
+        GroupSitePermission.objects.create(group=group, site=site, permission=change)
+    user = django_user_model.objects.create_user(username=name, password="pw")
+    user.groups.add(group)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def site_a():
+    return make_site()
+
+
+@pytest.fixture
+def site_b():
+    return make_site("second.example", default=False, name="Second site")
+
+
+@pytest.fixture
+def editor_a(django_user_model, site_a):
+    return editor_client(django_user_model, "editor-a", [site_a])
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return editor_client(django_user_model, "outsider")
+
+
+def raw(subject="Hello", to="someone@example.org", sender="surveys@platform.example"):
+    message = RawMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = "<outbox-test@platform.example>"
+    message.set_content("Body of the message")
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def stored(site, subject="Hello", to=("someone@example.org",), status="queued", **fields):
+    """A message in the outbox, stored directly (what the backend stores, without sending)."""
+    data = raw(subject, ", ".join(to))
+    fields.setdefault("next_attempt_at", timezone.now())
+    return OutboundMessage.objects.create(
+        site=site,
+        subject=subject,
+        envelope_from="surveys@platform.example",
+        recipients=list(to),
+        recipient_count=len(to),
+        raw_message=data,
+        size=len(data),
+        status=status,
+        **fields,
+    )
+
+
+def listed(response):
+    """Primary keys of the messages in the listing, in order."""
+    html = response.content.decode()
+    return [int(pk) for pk in re.findall(r'data-own-smtp-message="(\d+)"', html)]
+
+
+def count_of(response, status):
+    match = re.search(
+        rf'data-own-smtp-count="{status}"[^>]*>\s*[^<]*<span data-own-smtp-count-value>([\d,]+)<',
+        response.content.decode(),
+    )
+    return int(match.group(1).replace(",", ""))
+
+
+def denied(response):
+    # Wagtail answers a PermissionDenied in the admin with a redirect to the dashboard.
+    return response.status_code == 302 and response.url == reverse("wagtailadmin_home")
+
+
+# -- listing, filters, search, counts ---------------------------------------------------------
+
+
+def test_listing_shows_the_messages_of_the_editors_sites_only(
+    admin_client, editor_a, site_a, site_b
+):
+    mine = [stored(site_a, f"A{i}") for i in range(3)]
+    theirs = stored(site_b, "Survey of the second site")
+
+    assert set(listed(admin_client.get(OUTBOX))) == {m.pk for m in mine} | {theirs.pk}
+    response = editor_a.get(OUTBOX)
+    assert set(listed(response)) == {m.pk for m in mine}
+    assert "Survey of the second site" not in response.content.decode()
+    assert count_of(response, "queued") == 3
+    # The site filter offers only the editor's sites.
+    assert "Second site" not in response.content.decode()
+
+
+def test_newest_first_and_paginated(admin_client, site_a):
+    messages = [stored(site_a, f"M{i}") for i in range(55)]
+    first_page = listed(admin_client.get(OUTBOX))
+    assert first_page == [m.pk for m in reversed(messages)][:50]
+    second_page = listed(admin_client.get(OUTBOX, {"p": 2}))
+    assert second_page == [m.pk for m in reversed(messages)][50:]
+
+
+def test_filters_by_site_status_and_date(admin_client, site_a, site_b):
+    queued_a = stored(site_a, "queued A")
+    deferred_a = stored(site_a, "deferred A", status="deferred")
+    deferred_b = stored(site_b, "deferred B", status="deferred")
+    old = stored(site_a, "old A")
+    OutboundMessage.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
+
+    assert set(listed(admin_client.get(OUTBOX, {"site": site_a.pk}))) == {
+        queued_a.pk,
+        deferred_a.pk,
+        old.pk,
+    }
+    assert set(listed(admin_client.get(OUTBOX, {"status": "deferred"}))) == {
+        deferred_a.pk,
+        deferred_b.pk,
+    }
+    both = admin_client.get(OUTBOX, {"site": site_a.pk, "status": ["deferred", "queued"]})
+    assert set(listed(both)) == {queued_a.pk, deferred_a.pk, old.pk}
+    today = timezone.localdate().isoformat()
+    recent = admin_client.get(OUTBOX, {"created_at_from": today, "created_at_to": today})
+    assert old.pk not in listed(recent) and queued_a.pk in listed(recent)
+    # The results view (what Wagtail's filter drawer reloads) filters the same way.
+    results = admin_client.get(OUTBOX + "results/", {"status": "deferred", "site": site_b.pk})
+    assert listed(results) == [deferred_b.pk]
+
+
+def test_search_by_recipient_and_subject(admin_client, site_a):
+    invitation = stored(site_a, "Your survey invitation", to=["anna@customer.example"])
+    reminder = stored(site_a, "Reminder", to=["bob@other.example", "carla@customer.example"])
+    umlaut = stored(site_a, "Umlaut", to=["jürgen@müller.example"])
+
+    def found(term):
+        return set(listed(admin_client.get(OUTBOX, {"q": term})))
+
+    assert found("customer.example") == {invitation.pk, reminder.pk}
+    assert found("CARLA@") == {reminder.pk}
+    assert found("invitation") == {invitation.pk}
+    assert found("jürgen") == {umlaut.pk}
+    assert found("nobody") == set()
+
+
+def test_counts_per_status_follow_site_and_search_but_not_the_status_filter(
+    admin_client, site_a, site_b
+):
+    for status, n in (("queued", 3), ("deferred", 2), ("failed", 1), ("sent", 4)):
+        for i in range(n):
+            stored(site_a, f"{status} {i}", status=status)
+    stored(site_b, "queued elsewhere")
+
+    everything = admin_client.get(OUTBOX)
+    assert count_of(everything, "queued") == 4
+    only_a = admin_client.get(OUTBOX, {"site": site_a.pk, "status": "deferred"})
+    assert [count_of(only_a, s) for s in ("queued", "deferred", "failed", "sent")] == [3, 2, 1, 4]
+    assert len(listed(only_a)) == 2
+    searched = admin_client.get(OUTBOX, {"q": "failed"})
+    assert count_of(searched, "failed") == 1 and count_of(searched, "queued") == 0
+    # Each count links to the listing filtered by that status, other filters kept.
+    assert f'href="{OUTBOX}?site={site_a.pk}&amp;status=failed"' in only_a.content.decode()
+
+
+def test_listing_queries_do_not_grow_with_the_rows(admin_client, site_a, site_b):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    stored(site_a)
+    stored(site_b)
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(OUTBOX)
+    for i in range(40):
+        stored(site_a if i % 2 else site_b, f"more {i}", status="deferred" if i % 3 else "sent")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(OUTBOX)
+    assert len(many) == len(few)
+    # The listing never loads the raw messages.
+    listing_query = next(
+        q["sql"] for q in many if '"wagtail_own_smtp_outboundmessage"."subject"' in q["sql"]
+    )
+    assert "raw_message" not in listing_query
+
+
+# -- the forecast -----------------------------------------------------------------------------
+
+
+def test_forecast_states_the_pace_and_when_the_queue_drains(admin_client, site_a):
+    own_server(site_a, None, min_interval=30, max_per_hour=100)
+    now = timezone.now()
+    OutboundMessage.objects.bulk_create(
+        OutboundMessage(
+            site=site_a,
+            subject=f"Invitation {i}",
+            recipients=[f"p{i}@example.org"],
+            raw_message=b"Subject: x\r\n\r\nx",
+            next_attempt_at=now,
+        )
+        for i in range(312)
+    )
+    SiteSendState.objects.create(site=site_a, last_sent_at=now)
+
+    html = admin_client.get(OUTBOX).content.decode()
+
+    # The dispatcher's own figures: 100 recipients an hour, one every 30 s, from the last send.
+    site_limits = limits.Limits(timedelta(seconds=30), 100, None)
+    drained = limits.drain_eta([1] * 312, now, now, [], site_limits)
+    assert drained - now > timedelta(hours=3)  # four hourly windows for 312
+    sentence = (
+        "312 messages waiting — at one message every 30 s and at most 100 recipients an hour, "
+        "the last goes out " + forecast.moment(drained, now) + "."
+    )
+    assert sentence in html
+    assert f'data-own-smtp-forecast data-site="{site_a.pk}" data-state="sending"' in html
+    assert "Next send slot: within a minute." in html
+
+
+def test_forecast_words():
+    now = timezone.now()
+    assert forecast.pace(limits.Limits()) == "with no limits"
+    assert forecast.pace(limits.Limits(timedelta(seconds=2.5))) == "at one message every 2.5 s"
+    assert (
+        forecast.pace(limits.Limits(timedelta(0), 100, 2000))
+        == "at most 100 recipients an hour and 2,000 a day"
+    )
+    assert forecast.moment(now + timedelta(seconds=30), now) == "within a minute"
+    tomorrow = timezone.localtime(now) + timedelta(days=1)
+    assert forecast.moment(tomorrow, now).endswith("tomorrow")
+
+
+def test_forecast_says_why_mail_waits(admin_client, site_a, site_b):
+    own_server(site_a, None, verified=False)
+    stored(site_a)
+    own_server(site_b, None, mode="platform")
+    stored(site_b)
+    html = unescape(admin_client.get(OUTBOX).content.decode())
+    assert "1 message waiting until a server is verified." in html
+    assert "sends via the platform's mail service now" in html
+
+
+# -- actions, with real servers ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("real_backend")
+def test_retry_now_makes_a_deferred_message_due_and_dispatch_sends_it(
+    admin_client, site_a, starttls_server
+):
+    own_server(site_a, starttls_server)
+    EmailMessage("Deferred one", "Body", "surveys@platform.example", ["p@example.org"]).send()
+    message = OutboundMessage.objects.get()
+    later = timezone.now() + timedelta(hours=1)
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        status="deferred", attempts=1, next_attempt_at=later, last_error="451 4.3.0 Try later"
+    )
+    dispatch(budget_seconds=2)
+    assert starttls_server.received == []  # not due yet
+
+    response = admin_client.post(reverse("wagtail_own_smtp_admin:outbox_retry", args=[message.pk]))
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.next_attempt_at <= timezone.now()
+
+    report = dispatch(budget_seconds=5)
+    assert report.sent == 1
+    assert [r.message["Subject"] for r in starttls_server.received] == ["Deferred one"]
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+
+@pytest.mark.usefixtures("real_backend")
+def test_retry_deferred_of_a_site_makes_them_all_due(admin_client, site_a, starttls_server):
+    own_server(site_a, starttls_server)
+    for i in range(3):
+        EmailMessage(f"D{i}", "Body", "surveys@platform.example", [f"p{i}@example.org"]).send()
+    OutboundMessage.objects.update(
+        status="deferred", attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    response = admin_client.post(
+        reverse("wagtail_own_smtp_admin:outbox_retry_site", args=[site_a.pk]), follow=True
+    )
+    assert "3 deferred messages are due now." in response.content.decode()
+    assert dispatch(budget_seconds=5).sent == 3
+    assert len(starttls_server.received) == 3
+
+
+@pytest.mark.usefixtures("real_backend")
+def test_cancel_sets_cancelled_and_dispatch_never_sends_it(admin_client, site_a, starttls_server):
+    own_server(site_a, starttls_server)
+    for subject in ("Keep", "Drop"):
+        EmailMessage(subject, "Body", "surveys@platform.example", ["p@example.org"]).send()
+    drop = OutboundMessage.objects.get(subject="Drop")
+
+    response = admin_client.post(
+        reverse("wagtail_own_smtp_admin:outbox_cancel", args=[drop.pk]), follow=True
+    )
+    assert "The message was cancelled" in response.content.decode()
+    drop.refresh_from_db()
+    assert drop.status == "cancelled"
+
+    dispatch(budget_seconds=5)
+    assert [r.message["Subject"] for r in starttls_server.received] == ["Keep"]
+    drop.refresh_from_db()
+    assert drop.status == "cancelled"
+    # A retry does not bring a cancelled message back either.
+    admin_client.post(reverse("wagtail_own_smtp_admin:outbox_retry", args=[drop.pk]))
+    drop.refresh_from_db()
+    assert drop.status == "cancelled"
+
+
+def test_a_sent_message_cannot_be_cancelled(admin_client, site_a):
+    sent = stored(site_a, status="sent", sent_at=timezone.now())
+    response = admin_client.post(
+        reverse("wagtail_own_smtp_admin:outbox_cancel", args=[sent.pk]), follow=True
+    )
+    assert "Only queued or deferred messages can be cancelled" in response.content.decode()
+    sent.refresh_from_db()
+    assert sent.status == "sent"
+
+
+def test_delete_old_sent_removes_only_old_sent_mail_of_permitted_sites(
+    admin_client, editor_a, site_a, site_b
+):
+    now = timezone.now()
+    stored(site_a, "old A", status="sent", sent_at=now - timedelta(days=40))
+    recent_a = stored(site_a, "recent A", status="sent", sent_at=now - timedelta(days=10))
+    failed_a = stored(site_a, "failed A", status="failed", last_attempt_at=now - timedelta(days=40))
+    queued_a = stored(site_a, "queued A")
+    old_b = stored(site_b, "old B", status="sent", sent_at=now - timedelta(days=40))
+    url = reverse("wagtail_own_smtp_admin:outbox_delete_sent")
+
+    page = editor_a.get(url).content.decode()
+    assert 'name="older_than_days"' in page and "Second site" not in page
+    # Another site is not a valid choice for this editor: nothing happens.
+    refused = editor_a.post(url, {"site": site_b.pk, "older_than_days": 30})
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert OutboundMessage.objects.filter(pk=old_b.pk).exists()
+
+    response = editor_a.post(url, {"site": "", "older_than_days": 30}, follow=True)
+    assert "Deleted 1 sent message older than 30 days." in response.content.decode()
+    remaining = set(OutboundMessage.objects.values_list("pk", flat=True))
+    assert remaining == {recent_a.pk, failed_a.pk, queued_a.pk, old_b.pk}
+
+    admin_client.post(url, {"site": "", "older_than_days": 5})
+    assert set(OutboundMessage.objects.values_list("pk", flat=True)) == {
+        failed_a.pk,
+        queued_a.pk,
+    }
+
+
+def test_delete_old_sent_form_errors_sit_next_to_the_field(admin_client, site_a):
+    response = admin_client.post(
+        reverse("wagtail_own_smtp_admin:outbox_delete_sent"), {"older_than_days": 0}
+    )
+    html = response.content.decode()
+    field = html[html.index('data-contentpath="older_than_days"') :]
+    errors = field[: field.index('name="older_than_days"')]
+    assert "Ensure this value is greater than or equal to 1." in errors
+
+
+# -- the message page -------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("real_backend")
+def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
+    admin_client, site_a, starttls_server
+):
+    own_server(site_a, starttls_server)
+    starttls_server.behaviour.data_reply = "450 Mail send limit exceeded."
+    EmailMessage(
+        "Quarterly survey",
+        "Only-in-the-body-7351",
+        "Survey Team <surveys@platform.example>",
+        ["p@example.org"],
+    ).send()
+    dispatch(budget_seconds=3)
+    message = OutboundMessage.objects.get()
+    assert message.status == "deferred" and message.attempts == 1
+
+    html = admin_client.get(
+        reverse("wagtail_own_smtp_admin:outbox_message", args=[message.pk])
+    ).content.decode()
+
+    assert "<code data-own-smtp-last-error>450 Mail send limit exceeded.</code>" in html
+    assert "The sending quota of the account is used up" in html
+    assert '<td data-own-smtp-field="attempts">1</td>' in html
+    assert 'data-own-smtp-field="last-attempt"' in html
+    assert 'data-own-smtp-field="next-attempt"' in html
+    assert '<th scope="row">Subject</th>' in html and "Quarterly survey" in html
+    assert "Survey Team &lt;surveys@platform.example&gt;" in html  # the From header
+    assert "Only-in-the-body-7351" not in html  # headers only
+    assert 'id="own-smtp-retry"' in html and 'id="own-smtp-cancel"' in html
+    assert SMTP_PASSWORD not in html
+
+
+def test_message_page_of_a_refused_recipient(admin_client, site_a):
+    reply = "p@example.org: 550 5.4.5 Daily user sending quota exceeded."
+    failed = stored(site_a, status="failed", attempts=1, last_error=reply)
+    html = admin_client.get(
+        reverse("wagtail_own_smtp_admin:outbox_message", args=[failed.pk])
+    ).content.decode()
+    assert f"<code data-own-smtp-last-error>{reply}</code>" in html
+    assert "data-own-smtp-hint" in html
+    assert 'id="own-smtp-cancel"' not in html and 'id="own-smtp-retry"' in html
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        ("535 5.7.8 Authentication credentials invalid", "username or password"),
+        ("530 5.7.57 Client not authenticated to send mail", "Microsoft 365"),
+        (
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled",
+            "Microsoft 365",
+        ),
+        ("a@b.example: 550 5.4.5 Daily user sending quota exceeded.", "quota"),
+        ("450 Mail send limit exceeded.", "quota"),
+        ("534 5.7.9 Application-specific password required.", "app password"),
+        ("530 5.7.0 Must issue a STARTTLS command first", "STARTTLS"),
+        ("550 5.1.1 No such user", None),
+    ],
+)
+def test_stored_replies_get_the_hint_transport_gives(reply, words):
+    hint = transport.hint_for_reply(reply)
+    if words is None:
+        assert hint == ""
+    else:
+        assert words in hint
+
+
+# -- who may see and do what ------------------------------------------------------------------
+
+
+@pytest.fixture
+def clients(admin_client, editor_a, outsider):
+    return {
+        "superuser": admin_client,
+        "editor of site A": editor_a,
+        "editor without permission": outsider,
+        "anonymous": Client(),
+    }
+
+
+def _outcome(response):
+    if response.status_code == 302 and "/login/" in response.url:
+        return "login"
+    if denied(response):
+        return "denied"
+    return response.status_code
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("superuser", {"list A": 200, "list B": 200, "page A": 200, "page B": 200, "act B": 302}),
+        (
+            "editor of site A",
+            {"list A": 200, "list B": 0, "page A": 200, "page B": "denied", "act B": "denied"},
+        ),
+        (
+            "editor without permission",
+            {"list A": "denied", "page A": "denied", "page B": "denied", "act B": "denied"},
+        ),
+        (
+            "anonymous",
+            {"list A": "login", "page A": "login", "page B": "login", "act B": "login"},
+        ),
+    ],
+)
+def test_permission_matrix(clients, site_a, site_b, who, expected):
+    client = clients[who]
+    message_a = stored(site_a, "Message of A", status="deferred")
+    message_b = stored(site_b, "Message of B", status="deferred")
+    outcomes = {}
+    listing = client.get(OUTBOX)
+    outcomes["list A"] = _outcome(listing)
+    if listing.status_code == 200:
+        shown = listed(listing)
+        assert message_a.pk in shown
+        outcomes["list B"] = 200 if message_b.pk in shown else 0
+    for key, message in (("page A", message_a), ("page B", message_b)):
+        outcomes[key] = _outcome(
+            client.get(reverse("wagtail_own_smtp_admin:outbox_message", args=[message.pk]))
+        )
+    actions = [
+        reverse("wagtail_own_smtp_admin:outbox_retry", args=[message_b.pk]),
+        reverse("wagtail_own_smtp_admin:outbox_cancel", args=[message_b.pk]),
+        reverse("wagtail_own_smtp_admin:outbox_retry_site", args=[site_b.pk]),
+    ]
+    act = {_outcome(client.post(url)) for url in actions}
+    assert len(act) == 1, act
+    outcomes["act B"] = act.pop()
+    assert outcomes == expected
+    message_b.refresh_from_db()
+    if who != "superuser":
+        assert message_b.status == "deferred"  # nobody else touched site B's mail
+    delete_page = _outcome(client.get(reverse("wagtail_own_smtp_admin:outbox_delete_sent")))
+    assert delete_page == (200 if who in ("superuser", "editor of site A") else expected["page B"])
+
+
+def test_reports_menu_offers_the_outbox_to_permitted_users_only(rf, editor_a, outsider):
+    from django.contrib.auth import get_user_model
+    from wagtail.admin.menu import reports_menu
+
+    def offered(username):
+        request = rf.get("/admin/")
+        request.user = get_user_model().objects.get(username=username)
+        return "own-smtp-outbox" in [
+            item.name for item in reports_menu.menu_items_for_request(request)
+        ]
+
+    assert offered("editor-a")
+    assert not offered("outsider")

@@ -1,0 +1,196 @@
+"""A site's queue in words: how much waits, at what pace, and when the last message goes out.
+
+The figures come from ``dispatch.site_outlook`` (the dispatcher's own schedule over the limits);
+this module only words them, for the outbox and the dashboard panel.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from . import limits
+from .dispatch import site_outlook
+from .models import DeliveryMode, MessageStatus, OutboundMessage, SmtpSettings
+
+WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
+
+
+def number(value):
+    return formats.number_format(value, force_grouping=True)
+
+
+def seconds(value):
+    """30 -> "30", 0.5 -> "0.5" (with the locale's decimal separator)."""
+    text = f"{float(value):g}"
+    return text.replace(".", formats.get_format("DECIMAL_SEPARATOR"))
+
+
+def pace(site_limits: limits.Limits):
+    """ "at one message every 30 s and at most 100 recipients an hour" """
+    interval = site_limits.min_interval.total_seconds()
+    hour, day = site_limits.max_per_hour, site_limits.max_per_day
+    caps = ""
+    if hour is not None and day is not None:
+        caps = _("at most %(hour)s recipients an hour and %(day)s a day") % {
+            "hour": number(hour),
+            "day": number(day),
+        }
+    elif hour is not None:
+        caps = _("at most %(hour)s recipients an hour") % {"hour": number(hour)}
+    elif day is not None:
+        caps = _("at most %(day)s recipients a day") % {"day": number(day)}
+    every = _("at one message every %(seconds)s s") % {"seconds": seconds(interval)}
+    if interval and caps:
+        return _("%(interval)s and %(caps)s") % {"interval": every, "caps": caps}
+    if interval:
+        return every
+    return caps or _("with no limits")
+
+
+def moment(when, now):
+    """ "around 18:40 today" / "tomorrow" / "on <date>" in the current time zone."""
+    if when <= now + timedelta(minutes=1):
+        return _("within a minute")
+    local = timezone.localtime(when)
+    days = (local.date() - timezone.localtime(now).date()).days
+    time = formats.time_format(local, "TIME_FORMAT")
+    if days == 0:
+        return _("around %(time)s today") % {"time": time}
+    if days == 1:
+        return _("around %(time)s tomorrow") % {"time": time}
+    return _("around %(time)s on %(date)s") % {
+        "time": time,
+        "date": formats.date_format(local, "DATE_FORMAT"),
+    }
+
+
+@dataclass
+class Forecast:
+    """One site's queue at a glance, with the sentence that says it."""
+
+    site: object
+    settings: SmtpSettings
+    counts: dict
+    waiting: int
+    next_slot: object
+    drained_at: object
+    # "empty", "sending", "platform", "unverified", "paused" or "never"
+    state: str
+    text: str
+    now: object
+
+    @property
+    def next_slot_text(self):
+        """When the next message may go, while the site is sending ("" otherwise)."""
+        if self.next_slot is None or self.state != "sending":
+            return ""
+        return moment(self.next_slot, self.now)
+
+
+def site_forecast(smtp_settings, now=None):
+    """The forecast of one site's queue (a few queries, see ``site_outlook``)."""
+    now = now or timezone.now()
+    outlook = site_outlook(smtp_settings, now)
+    waiting = sum(outlook.counts[status] for status in WAITING)
+    count = {"count": number(waiting)}
+    if not waiting:
+        state, text = "empty", _("Nothing waits to be sent.")
+    elif not smtp_settings.sends_own:
+        state = "platform"
+        text = (
+            ngettext(
+                "%(count)s message waiting: the site sends via the platform's mail service now, "
+                "so it waits until the site sends via its own server again.",
+                "%(count)s messages waiting: the site sends via the platform's mail service now, "
+                "so they wait until the site sends via its own server again.",
+                waiting,
+            )
+            % count
+        )
+    elif not smtp_settings.has_verified_server:
+        state = "unverified"
+        text = (
+            ngettext(
+                "%(count)s message waiting until a server is verified.",
+                "%(count)s messages waiting until a server is verified.",
+                waiting,
+            )
+            % count
+        )
+    elif smtp_settings.sending_paused:
+        state = "paused"
+        text = (
+            ngettext(
+                "%(count)s message waiting: sending is paused until the server is confirmed again.",
+                "%(count)s messages waiting: sending is paused until the server is "
+                "confirmed again.",
+                waiting,
+            )
+            % count
+        )
+    elif outlook.never_fits:
+        state = "never"
+        text = (
+            ngettext(
+                "%(count)s message waiting; a message has more recipients than a limit allows, "
+                "so the queue cannot drain within the limits.",
+                "%(count)s messages waiting; a message has more recipients than a limit allows, "
+                "so the queue cannot drain within the limits.",
+                waiting,
+            )
+            % count
+        )
+    else:
+        state = "sending"
+        text = ngettext(
+            "%(count)s message waiting — %(pace)s, it goes out %(when)s.",
+            "%(count)s messages waiting — %(pace)s, the last goes out %(when)s.",
+            waiting,
+        ) % {
+            **count,
+            "pace": pace(limits.Limits.of(smtp_settings)),
+            "when": moment(outlook.drained_at, now),
+        }
+    return Forecast(
+        site=smtp_settings.site,
+        settings=smtp_settings,
+        counts=outlook.counts,
+        waiting=waiting,
+        next_slot=outlook.next_slot,
+        drained_at=outlook.drained_at,
+        state=state,
+        text=text,
+        now=now,
+    )
+
+
+def sites_in_use(sites):
+    """Those of ``sites`` that send via their own server or have mail waiting in the outbox.
+
+    Sites that never used the outbox are left out, so a platform with many sites shows only the
+    ones that matter.
+    """
+    own = SmtpSettings.objects.filter(site__in=sites, delivery_mode=DeliveryMode.OWN)
+    waiting = OutboundMessage.objects.filter(site__in=sites, status__in=WAITING)
+    return sites.filter(
+        Q(pk__in=own.values("site_id")) | Q(pk__in=waiting.values("site_id"))
+    ).order_by("hostname", "port")
+
+
+def forecasts(sites, now=None):
+    """The forecast of each of ``sites`` (an iterable of Site), in that order."""
+    now = now or timezone.now()
+    sites = list(sites)
+    settings_by_site = {
+        s.site_id: s for s in SmtpSettings.objects.filter(site__in=[site.pk for site in sites])
+    }
+    result = []
+    for site in sites:
+        smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site_id=site.pk)
+        smtp_settings.site = site
+        result.append(site_forecast(smtp_settings, now))
+    return result
