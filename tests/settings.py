@@ -68,6 +68,8 @@ TEMPLATES = [
 # Each pytest process gets its own test database, so parallel runs do not collide; the
 # environment variable is inherited by subprocesses (qcluster) that a test starts.
 os.environ.setdefault("OWN_SMTP_TEST_DB_SUFFIX", str(os.getpid()))
+# Databases, screenshots and media go here; git ignores it, so a fresh clone lacks it.
+os.makedirs(os.path.join(BASE_DIR, "artifacts"), exist_ok=True)
 _SUFFIX = os.environ["OWN_SMTP_TEST_DB_SUFFIX"]
 
 if os.environ.get("OWN_SMTP_TEST_DB") == "postgres":
