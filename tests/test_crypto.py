@@ -13,6 +13,7 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 from wagtail.models import Site
 
+from tests.helpers_admin import make_site
 from wagtail_own_smtp import crypto
 from wagtail_own_smtp.models import SmtpSettings
 
@@ -246,10 +247,10 @@ def test_raw_database_values_never_contain_the_password(site):
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="scans the SQLite database file")
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_sqlite_file_never_contains_the_password():
     password = f"File-Bytes-Passwört-{uuid.uuid4().hex}"
-    stored_setting(Site.objects.get(is_default_site=True), password=password)  # committed
+    stored_setting(make_site(), password=password)  # committed
 
     database_file = Path(connection.settings_dict["NAME"])
     assert database_file.is_file()
