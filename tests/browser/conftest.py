@@ -101,7 +101,10 @@ def _forget_stale_ids(live_server):
 
 @pytest.fixture
 def site(live_server):
-    return make_site()
+    site = make_site()
+    site.site_name = "Customer survey"
+    site.save()
+    return site
 
 
 def make_editor(django_user_model, site, username, language=""):
