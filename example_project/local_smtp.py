@@ -10,6 +10,7 @@ import datetime
 import email.utils
 import ipaddress
 import mailbox
+import random
 import socket
 import ssl
 import threading
@@ -122,6 +123,18 @@ class Behaviour:
     data_reply: str | None = None  # e.g. "451 4.3.0 Try again later" for every DATA
     mail_reply: str | None = None  # e.g. "553 5.7.1 Sender not allowed" for every MAIL FROM
     delay: float = 0.0  # seconds added before answering DATA
+    # Probability of answering "421" to each MAIL, RCPT and DATA (the fault tests' flaky server);
+    # drawn from ``rng``, seeded, so a run can be repeated.
+    random_421: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(421))
+    answered_421: int = 0
+
+    def flaky_reply(self):
+        """A 421 reply with probability ``random_421``, else None."""
+        if self.random_421 and self.rng.random() < self.random_421:
+            self.answered_421 += 1
+            return "421 4.3.2 Service not available, closing transmission channel"
+        return None
 
 
 class _Handler:
@@ -129,7 +142,7 @@ class _Handler:
         self.server = server
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        reply = self.server.behaviour.mail_reply
+        reply = self.server.behaviour.mail_reply or self.server.behaviour.flaky_reply()
         if reply:
             return reply
         envelope.mail_from = address
@@ -137,7 +150,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.server.behaviour.refuse_recipients.get(address.lower())
+        reply = (
+            self.server.behaviour.refuse_recipients.get(address.lower())
+            or self.server.behaviour.flaky_reply()
+        )
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -149,6 +165,8 @@ class _Handler:
             await asyncio.sleep(behaviour.delay)
         if behaviour.data_reply:
             return behaviour.data_reply
+        if reply := behaviour.flaky_reply():
+            return reply
         login = session.auth_data
         self.server.store(
             Received(

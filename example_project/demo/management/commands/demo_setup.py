@@ -1,5 +1,5 @@
 from demo.mailservers import certificates
-from demo.summary import SUPERUSER, demo_summary
+from demo.summary import SUPERUSER
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -43,7 +43,11 @@ class Command(BaseCommand):
             self.ensure_superuser()
             site = self.ensure_site()
             self.ensure_survey(site.root_page)
-        self.stdout.write(demo_summary(site))
+        username, password = SUPERUSER
+        self.stdout.write(
+            f"The demo is set up (login {username} / {password}); start it with "
+            "`manage.py demo_run` (`make demo` does both)."
+        )
 
     def ensure_superuser(self):
         username, password = SUPERUSER
