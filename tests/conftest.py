@@ -31,6 +31,14 @@ def _trust_test_ca(settings, certificates):
     settings.WAGTAIL_OWN_SMTP_CA_FILE = str(certificates["ca"])
 
 
+@pytest.fixture(autouse=True)
+def _forget_wrong_links():
+    """Wrong confirmation links are counted per client in the cache: each test starts afresh."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def _server(**kwargs):
     server = LocalSmtpServer(**kwargs).start()
     return server

@@ -13,6 +13,11 @@ DEFAULTS = {
     "MAX_MESSAGE_AGE": 3 * 24 * 3600,
     "DISPATCH_BUDGET": 50,
     "LEASE_SECONDS": 300,  # a dispatcher that dies frees its site and messages after this
+    # Wrong confirmation links per client (IPv4 address, IPv6 /64) and window, then 429; None: off.
+    # Counted in this Django cache: with several machines it must be a shared one (Redis, DB).
+    "VERIFY_FAILURE_LIMIT": 10,
+    "VERIFY_FAILURE_WINDOW": 600,
+    "VERIFY_FAILURE_CACHE": "default",
 }
 
 

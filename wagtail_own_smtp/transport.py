@@ -67,6 +67,10 @@ class PrivateHostError(ValueError):
 def _is_refused_address(ip):
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour or ip.teredo):
+        # Tunnels to an IPv4 address (6to4, Teredo): no mail server lives there, and the IPv4
+        # address inside may be a private one. Python < 3.12 counts 2002::/16 as global.
+        return True
     return (
         not ip.is_global
         or ip.is_multicast

@@ -1,6 +1,10 @@
 """Public confirmation view and the status panel's admin actions."""
 
+import ipaddress
+import math
+
 from django.conf import settings as django_settings
+from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -14,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from wagtail.admin import messages
 from wagtail.models import Site
 
-from . import crypto, transport, verification
+from . import conf, crypto, transport, verification
 from .models import SmtpSettings
 
 
@@ -74,12 +78,70 @@ def _render_in(language, response):
 
 def _invalid_link(request, problem):
     status, text = _LINK_PROBLEMS[problem.reason]
+    if problem.reason == verification.InvalidLink.UNKNOWN:
+        _count_wrong_link(request)
     return _render_in(
         reader_language(request),
         TemplateResponse(
             request, "wagtail_own_smtp/verify_invalid.html", {"problem": text}, status=status
         ),
     )
+
+
+# -- a per-client limit on wrong links ---------------------------------------------------------
+# A token cannot be guessed (256 bits), but a client trying many is refused for a while all the
+# same: it spares the database, and the logs show who tried. Expired or voided links do not
+# count: only someone who received the real token can open one.
+
+
+def _client_key(request):
+    """The cache key of the client: its IPv4 address, or its IPv6 /64 (one subscriber's share)."""
+    address = request.META.get("REMOTE_ADDR") or ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        client = address[:64]
+    else:
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        client = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+    return f"wagtail_own_smtp:wrong-links:{client}"
+
+
+def _failure_cache():
+    return caches[conf.get("VERIFY_FAILURE_CACHE")]
+
+
+def _count_wrong_link(request):
+    if not conf.get("VERIFY_FAILURE_LIMIT"):
+        return
+    cache, key = _failure_cache(), _client_key(request)
+    # The window starts with the first wrong link; add() is atomic, so racing requests count once.
+    if not cache.add(key, 1, conf.get("VERIFY_FAILURE_WINDOW")):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add() and incr()
+            cache.add(key, 1, conf.get("VERIFY_FAILURE_WINDOW"))
+
+
+def _too_many_wrong_links(request):
+    """A 429 page when this client opened too many wrong links in the window, else None."""
+    limit = conf.get("VERIFY_FAILURE_LIMIT")
+    if not limit or (_failure_cache().get(_client_key(request)) or 0) < limit:
+        return None
+    window = int(conf.get("VERIFY_FAILURE_WINDOW"))
+    text = _(
+        "Too many invalid confirmation links were opened from your network. Wait "
+        "%(minutes)s minutes, then open the link from the newest confirmation message again."
+    ) % {"minutes": max(1, math.ceil(window / 60))}
+    response = _render_in(
+        reader_language(request),
+        TemplateResponse(
+            request, "wagtail_own_smtp/verify_invalid.html", {"problem": text}, status=429
+        ),
+    )
+    response["Retry-After"] = str(window)
+    return response
 
 
 @never_cache
@@ -89,7 +151,10 @@ def verify(request, token):
     """GET shows what the link activates and changes nothing; POST activates it.
 
     No login: the token, delivered to the sender's mailbox through the new server, is the proof.
+    A client that opened too many wrong links gets 429 for a while, whatever the token.
     """
+    if (refused := _too_many_wrong_links(request)) is not None:
+        return refused
     if request.method == "POST":
         try:
             smtp_settings = verification.confirm(token)
