@@ -97,12 +97,15 @@ def read_po(path):
 
 
 def problems(entries):
-    """Entries a German editor would see in English (or wrongly): untranslated, fuzzy, obsolete."""
+    """Entries a German editor would see in English (or wrongly): untranslated or fuzzy.
+
+    Obsolete entries (strings no longer in the source) are harmless: they are not compiled.
+    """
     found = []
     for entry in entries:
         if entry["obsolete"]:
-            found.append(("obsolete", entry["msgid"]))
-        elif "fuzzy" in entry["flags"]:
+            continue
+        if "fuzzy" in entry["flags"]:
             found.append(("fuzzy", entry["msgid"]))
         elif not entry["msgstr"] or not all(entry["msgstr"]):
             found.append(("untranslated", entry["msgid"]))
