@@ -4,6 +4,10 @@
  * The select carries the presets as JSON in data-own-smtp-presets. Choosing one fills host,
  * port, encryption and the published limits; every field stays editable. Without this script
  * the select is inert: the server ignores its value.
+ *
+ * Moving through the options with the arrow keys applies each one in turn, so every choice
+ * starts again from the values the editor had before the first preset: only the chosen
+ * provider's values remain, and "Choose a provider…" puts the editor's own values back.
  */
 (function () {
   'use strict';
@@ -30,6 +34,17 @@
     } catch (error) {
       return;
     }
+    var form = select.form;
+    var names = [];
+    Object.keys(presets).forEach(function (key) {
+      Object.keys(presets[key].values).forEach(function (name) {
+        if (names.indexOf(name) === -1 && form.elements.namedItem(name)) {
+          names.push(name);
+        }
+      });
+    });
+    // The editor's own values, kept while presets are being tried.
+    var before = null;
 
     // Announced to screen readers when a preset fills the form.
     var note = document.createElement('p');
@@ -42,17 +57,37 @@
     select.setAttribute('aria-describedby', (describedBy ? describedBy + ' ' : '') + note.id);
 
     select.addEventListener('change', function () {
+      if (before === null) {
+        before = {};
+        names.forEach(function (name) {
+          before[name] = form.elements.namedItem(name).value;
+        });
+      } else {
+        names.forEach(function (name) {
+          setField(form, name, before[name]);
+        });
+      }
       var preset = presets[select.value];
       if (!preset) {
+        before = null;
         note.textContent = '';
         select.removeAttribute('data-own-smtp-preset-applied');
         return;
       }
       Object.keys(preset.values).forEach(function (name) {
-        setField(select.form, name, preset.values[name]);
+        setField(form, name, preset.values[name]);
       });
       note.textContent = preset.note;
       select.setAttribute('data-own-smtp-preset-applied', select.value);
+    });
+
+    // Once the editor types into a field, their values are the ones to return to.
+    names.forEach(function (name) {
+      form.elements.namedItem(name).addEventListener('input', function (event) {
+        if (event.isTrusted) {
+          before = null;
+        }
+      });
     });
   }
 
