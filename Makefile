@@ -2,6 +2,7 @@
 #
 #   make demo    the example survey site with its demo mail servers and inbox
 #   make test    the test suite (SQLite; OWN_SMTP_TEST_DB=postgres for PostgreSQL)
+#   make test-slow  the slow fault suite (PostgreSQL and Redis)
 #   make lint    ruff and the migration check
 #   make package build the sdist and wheel and check what they ship
 #   make screenshots  refresh docs/screenshots from the browser tests
@@ -20,7 +21,7 @@ BIN := $(abspath $(VENV))/bin
 MANAGE := $(BIN)/python example_project/manage.py
 REQUIREMENTS := $(if $(DJANGO),"$(DJANGO)") $(if $(WAGTAIL),"$(WAGTAIL)")
 
-.PHONY: demo demo-reset test lint screenshots package install
+.PHONY: demo demo-reset test test-slow lint screenshots package install
 
 demo: install
 	$(MANAGE) demo_setup
@@ -34,6 +35,13 @@ demo-reset:
 test: install
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest ran no test, which counts as a failure" >&2; fi; \
+	exit $$status
+
+# The slow suite (tests/faults: outages, killed workers, clock skew, several clusters) on
+# PostgreSQL, with Redis running; plain `make test` skips it.
+test-slow: install
+	@status=0; OWN_SMTP_SLOW=1 OWN_SMTP_TEST_DB=postgres $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test-slow: pytest ran no test, which counts as a failure" >&2; fi; \
 	exit $$status
 
 lint: install
