@@ -31,18 +31,21 @@ demo: install
 demo-reset:
 	rm -rf example_project/var
 
-# pytest exits with 5 when it collected no test: that fails here too, and says so.
-test: install
-	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make test: pytest ran no test, which counts as a failure" >&2; fi; \
+# $(call pytest,environment,arguments). pytest exits with 5 when it collected no test: that
+# fails here too, and says so.
+define pytest
+	@status=0; $(1) $(BIN)/python -m pytest $(2) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make $@: pytest ran no test, which counts as a failure" >&2; fi; \
 	exit $$status
+endef
+
+test: install
+	$(call pytest,,$(PYTEST_ARGS))
 
 # The slow suite (tests/faults: outages, killed workers, clock skew, several clusters) on
 # PostgreSQL, with Redis running; plain `make test` skips it.
 test-slow: install
-	@status=0; OWN_SMTP_SLOW=1 OWN_SMTP_TEST_DB=postgres $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS) || status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make test-slow: pytest ran no test, which counts as a failure" >&2; fi; \
-	exit $$status
+	$(call pytest,OWN_SMTP_SLOW=1 OWN_SMTP_TEST_DB=postgres,tests/faults $(PYTEST_ARGS))
 
 lint: install
 	$(BIN)/ruff check .
