@@ -232,8 +232,8 @@ class Bench:
             self._save()
 
     def tls(self):
-        """Raw smtplib, Django and the app's drain over STARTTLS + AUTH (one round, N/2)."""
-        n = max(self.n // 2, 50)
+        """Raw smtplib, Django and the app's drain over STARTTLS + AUTH (one round, N/4)."""
+        n = max(self.n // 4, 50)
         self.log(f"STARTTLS + AUTH: raw_smtplib, django_smtp, app_inprocess (N={n})")
         self.results["tls"] = {
             scenario: self.measure(scenario, sink="tls", n=n)

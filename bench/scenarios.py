@@ -692,6 +692,10 @@ def scale_status(config):
 
     with Phase() as status:
         call_command("own_smtp_status", stdout=io.StringIO())
+    with count_queries() as queries:
+        call_command("own_smtp_status", stdout=io.StringIO())
+    # read now: the test client's requests below reset Django's query log
+    status_queries = len(queries.captured_queries)
     user_model = get_user_model()
     user = user_model.objects.filter(username="bench-admin").first()
     if user is None:
@@ -718,18 +722,32 @@ def scale_status(config):
             "status": response.status_code,
             "seconds": time.perf_counter() - started,
         }
-    return {"own_smtp_status_seconds": status.wall, "pages": pages}
+    return {
+        "own_smtp_status_seconds": status.wall,
+        "own_smtp_status_queries": status_queries,
+        "pages": pages,
+    }
 
 
 # -- profiling ---------------------------------------------------------------------------------
 
 
+def count_queries():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    return CaptureQueriesContext(connection)
+
+
 def _profiler(config):
+    """With ``profile`` set: pyinstrument, and the SQL queries counted by kind."""
     if not config.get("profile"):
         return None
     from pyinstrument import Profiler
 
     profiler = Profiler(interval=0.0005)
+    profiler.queries = count_queries()
+    profiler.queries.__enter__()
     profiler.start()
     return profiler
 
@@ -738,10 +756,25 @@ def _save_profile(profiler, config):
     if profiler is None:
         return
     profiler.stop()
-    Path(config["profile"]).write_text(
-        profiler.output_text(unicode=True, color=False, show_all=False)
+    profiler.queries.__exit__(None, None, None)
+    kinds = {}
+    for query in profiler.queries.captured_queries:
+        words = query["sql"].split()
+        kind = " ".join(words[:3]) if words and words[0] in ("UPDATE", "INSERT") else words[0]
+        if words and words[0] == "SELECT" and " FROM " in query["sql"]:
+            kind = "SELECT FROM " + query["sql"].split(" FROM ", 1)[1].split()[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    summary = "\n".join(
+        f"{count:>8}  {kind}" for kind, count in sorted(kinds.items(), key=lambda kv: -kv[1])
     )
-    Path(config["profile"]).with_suffix(".html").write_text(profiler.output_html())
+    path = Path(config["profile"])
+    path.write_text(
+        profiler.output_text(unicode=True, color=False, show_all=False)
+        + f"\nSQL queries during the profiled run: {len(profiler.queries.captured_queries)}\n"
+        + summary
+        + "\n"
+    )
+    path.with_suffix(".html").write_text(profiler.output_html())
 
 
 SCENARIOS = {

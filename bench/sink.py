@@ -29,10 +29,10 @@ PASSWORD = "sink-password"
 
 def _serve(conn, security, delay, cert_dir, authkey):
     """The sink process: start aiosmtpd, then answer requests on its control port."""
-    import warnings
+    import logging
 
-    # aiosmtpd warns about its own deprecated attribute while handling AUTH
-    warnings.filterwarnings("ignore", message="Session.login_data")
+    # aiosmtpd logs a warning about its own deprecated attribute on every AUTH
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
