@@ -211,6 +211,20 @@ def test_counts_per_status_follow_site_and_search_but_not_the_status_filter(
     assert f'href="{OUTBOX}?site={site_a.pk}&amp;status=failed"' in only_a.content.decode()
 
 
+def test_export_as_csv_follows_the_filters(admin_client, site_a, site_b):
+    stored(site_a, "Invitation A", to=["anna@customer.example", "bob@customer.example"])
+    stored(site_b, "Invitation B", status="deferred", last_error="451 4.3.0 Try later")
+    response = admin_client.get(OUTBOX, {"export": "csv", "status": "deferred"})
+    assert response["Content-Disposition"].startswith('attachment; filename="outbox-')
+    rows = b"".join(response.streaming_content).decode().splitlines()
+    assert rows[0] == (
+        "ID,Site,Status,Subject,Recipients,Queued at,Attempts,Last attempt,Sent at,"
+        "Last server reply"
+    )
+    assert len(rows) == 2 and "Invitation B,someone@example.org" in rows[1]
+    assert "Deferred" in rows[1] and "451 4.3.0 Try later" in rows[1]
+
+
 def test_listing_queries_do_not_grow_with_the_rows(admin_client, site_a, site_b):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

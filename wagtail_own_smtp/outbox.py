@@ -73,16 +73,13 @@ def settings_permission_policy():
     return _WholeSettingPolicy(SmtpSettings)
 
 
-_policy = settings_permission_policy
-
-
 def outbox_sites(user):
     """The sites whose outbox the user may see and act on."""
-    return _policy().sites_user_has_permission_for(user, "change")
+    return settings_permission_policy().sites_user_has_permission_for(user, "change")
 
 
 def may_use_outbox(user):
-    return _policy().user_has_permission(user, "change")
+    return settings_permission_policy().user_has_permission(user, "change")
 
 
 def visible_messages(user):
@@ -93,14 +90,16 @@ def visible_messages(user):
 
 def _site_for_change(user, site_pk):
     site = get_object_or_404(Site, pk=site_pk)
-    if not _policy().user_has_permission_for_instance(user, "change", site):
+    if not settings_permission_policy().user_has_permission_for_instance(user, "change", site):
         raise PermissionDenied
     return site
 
 
 def _message_for_change(user, pk):
     message = get_object_or_404(OutboundMessage.objects.select_related("site"), pk=pk)
-    if not _policy().user_has_permission_for_instance(user, "change", message.site):
+    if not settings_permission_policy().user_has_permission_for_instance(
+        user, "change", message.site
+    ):
         raise PermissionDenied
     return message
 
@@ -257,6 +256,30 @@ class OutboxView(ReportView):
     permission_required = "change"
     table_class = OutboxTable
     table_classname = "listing own-smtp-outbox"
+    list_export = [
+        "pk",
+        "site",
+        "get_status_display",
+        "subject",
+        "recipients",
+        "created_at",
+        "attempts",
+        "last_attempt_at",
+        "sent_at",
+        "last_error",
+    ]
+    export_headings = {
+        "pk": gettext_lazy("ID"),
+        "site": gettext_lazy("Site"),
+        "get_status_display": gettext_lazy("Status"),
+        "subject": gettext_lazy("Subject"),
+        "recipients": gettext_lazy("Recipients"),
+        "created_at": gettext_lazy("Queued at"),
+        "attempts": gettext_lazy("Attempts"),
+        "last_attempt_at": gettext_lazy("Last attempt"),
+        "sent_at": gettext_lazy("Sent at"),
+        "last_error": gettext_lazy("Last server reply"),
+    }
     columns = [
         TitleColumn(
             "subject",
@@ -279,7 +302,10 @@ class OutboxView(ReportView):
 
     @cached_property
     def permission_policy(self):
-        return _policy()
+        return settings_permission_policy()
+
+    def get_filename(self):
+        return f"outbox-{timezone.localdate().isoformat()}"
 
     def get_base_queryset(self):
         # The raw bytes (up to the size limit each) are never needed in the listing.
@@ -300,9 +326,9 @@ class OutboxView(ReportView):
             return queryset
         return queryset.filter(search_filter(self.search_query))
 
-    def get_header_buttons(self):
+    @cached_property
+    def header_buttons(self):
         return [
-            *super().get_header_buttons(),
             HeaderButton(
                 _("Delete old sent messages"),
                 url=reverse("wagtail_own_smtp_admin:outbox_delete_sent"),
@@ -358,8 +384,9 @@ class OutboxView(ReportView):
 
     def get_context_data(self, *args, **kwargs):
         context = super().get_context_data(*args, **kwargs)
-        context["status_links"] = self.status_links()
-        context["forecasts"], context["more_forecasts"] = self.site_forecasts()
+        if not self.is_export:
+            context["status_links"] = self.status_links()
+            context["forecasts"], context["more_forecasts"] = self.site_forecasts()
         return context
 
 
