@@ -8,6 +8,7 @@ import time
 from demo.summary import demo_summary
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from wagtail.models import Site
 
 STARTUP_TIMEOUT = 60
@@ -63,6 +64,10 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def handle(self, **options):
+        try:
+            site = Site.objects.get(is_default_site=True)
+        except (DatabaseError, Site.DoesNotExist):
+            raise CommandError("The demo is not set up: run manage.py demo_setup first.") from None
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         http_port = settings.DEMO_HTTP_PORT
         children = [
@@ -84,7 +89,6 @@ class Command(BaseCommand):
             for child in children:
                 child.start()
                 self.wait_until_ready(child, children)
-            site = Site.objects.get(is_default_site=True)
             self.stdout.write(demo_summary(site) + "\nCtrl-C stops the demo.\n")
             self.stdout.flush()
             while not (ended := [c for c in children if c.exited()]):
