@@ -175,6 +175,7 @@ def test_filters_by_site_status_and_date(admin_client, site_a, site_b):
     # The results view (what Wagtail's filter drawer reloads) filters the same way.
     results = admin_client.get(OUTBOX + "results/", {"status": "deferred", "site": site_b.pk})
     assert listed(results) == [deferred_b.pk]
+    assert count_of(results, "queued") == 0 and count_of(results, "deferred") == 1
 
 
 def test_search_by_recipient_and_subject(admin_client, site_a):

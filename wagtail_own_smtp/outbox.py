@@ -384,8 +384,11 @@ class OutboxView(ReportView):
 
     def get_context_data(self, *args, **kwargs):
         context = super().get_context_data(*args, **kwargs)
-        if not self.is_export:
-            context["status_links"] = self.status_links()
+        if self.is_export:
+            return context
+        context["status_links"] = self.status_links()
+        if not self.results_only:
+            # Work for the whole queue: once per page, not on each filter change or keystroke.
             context["forecasts"], context["more_forecasts"] = self.site_forecasts()
         return context
 
