@@ -30,7 +30,7 @@ from email import policy
 from email.headerregistry import Address
 from email.utils import make_msgid
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 from django.utils.encoding import punycode
@@ -82,6 +82,33 @@ def window_records(site_id, site_limits, now):
         .order_by("sent_at")
         .values_list("sent_at", "recipients")
     )
+
+
+def database_clock():
+    """``now()`` as the database server's clock tells it, measured once per run.
+
+    The interval, the caps and the leases are times one worker writes and another compares with
+    its own clock. Were each to use its machine's clock, a worker whose clock runs behind would
+    take a lease still held or send before the interval ended, one running ahead would miss
+    records of the rolling windows. Aligned to the one database clock, they all agree.
+    """
+    if connection.vendor == "postgresql":
+        sql = "SELECT clock_timestamp()"
+    elif connection.vendor == "sqlite":
+        sql = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"  # the library's clock, in ms
+    else:
+        return timezone.now
+    before = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        (database_now,) = cursor.fetchone()
+    after = timezone.now()
+    if isinstance(database_now, str):
+        database_now = datetime.fromisoformat(database_now)
+    if database_now.tzinfo is None:
+        database_now = database_now.replace(tzinfo=UTC)
+    offset = database_now - (before + (after - before) / 2)
+    return lambda: timezone.now() + offset
 
 
 def take_lease(site_id, owner, now, seconds):
@@ -316,8 +343,9 @@ class _LostLease(Exception):
 class _SiteRun:
     """One site's turn: its lease, its claimed messages, its one connection."""
 
-    def __init__(self, smtp_settings, owner, now, report, progress):
+    def __init__(self, smtp_settings, owner, now, report, progress, clock=None):
         self.settings = smtp_settings
+        self.clock = clock or timezone.now
         self.site_id = smtp_settings.site_id
         self.owner = owner
         self.report = report
@@ -397,7 +425,7 @@ class _SiteRun:
 
     def send_one(self):
         """Send the next claimed message and record its outcome."""
-        now = timezone.now()
+        now = self.clock()
         self._renew(now)
         message = self.batch[0]
         try:
@@ -440,7 +468,7 @@ class _SiteRun:
 
     # outcomes
     def _sent(self, message, refused):
-        sent_at = timezone.now()
+        sent_at = self.clock()
         note = ""
         if refused:
             note = transport.classify(
@@ -465,7 +493,7 @@ class _SiteRun:
         self._progress("sent", message)
 
     def _fail(self, message, reason):
-        now = timezone.now()
+        now = self.clock()
         OutboundMessage.objects.filter(pk=message.pk).update(
             status=MessageStatus.FAILED,
             last_attempt_at=now,
@@ -480,7 +508,7 @@ class _SiteRun:
         self._progress("failed", message)
 
     def _defer(self, message, failure):
-        now = timezone.now()
+        now = self.clock()
         attempts = message.attempts + 1
         if now - message.created_at >= timedelta(seconds=conf.get("MAX_MESSAGE_AGE")):
             self._fail(message, failure.text)
@@ -597,6 +625,7 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
     site. ``progress(outcome, site_id, message)`` is called per outcome.
     """
     owner = uuid.uuid4().hex
+    clock = database_clock()
     started = time.monotonic()
     if budget_seconds is None:
         budget_seconds = conf.get("DISPATCH_BUDGET")
@@ -612,7 +641,7 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
 
     try:
         while True:
-            now = timezone.now()
+            now = clock()
             if refreshed is None or time.monotonic() - refreshed > REFRESH or not runs:
                 fresh, leased_until = _due_sites(now, done | set(runs))
                 refreshed = time.monotonic()
@@ -666,7 +695,7 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                     done.add(item.site_id)
                     continue
                 try:
-                    runs[item.site_id] = _SiteRun(item, owner, now, report, progress)
+                    runs[item.site_id] = _SiteRun(item, owner, now, report, progress, clock)
                 except crypto.UndecryptablePassword as error:
                     hint = _("Enter the password again and confirm the server.")
                     pause_site(
