@@ -1,13 +1,17 @@
-"""Counting what arrived: every figure is taken at the SMTP server, by Message-ID."""
+"""Queueing, counting what arrived (every figure is taken at the SMTP server, by Message-ID),
+starting clusters."""
 
 from collections import Counter
 from email import message_from_bytes, policy
+from pathlib import Path
 
 from django.core import mail
 from django.core.mail import EmailMessage
+from django.utils import timezone
 
+from tests.delivery_helpers import start_manage, stop_process, wait_until
 from wagtail_own_smtp import using_site
-from wagtail_own_smtp.models import OutboundMessage
+from wagtail_own_smtp.models import OutboundMessage, SiteSendState
 
 SENDER = "surveys@platform.example"
 
@@ -49,3 +53,23 @@ def tally(received, expected_ids):
         "duplicated": sum(count - 1 for count in arrived.values()),
         "unexpected": len(set(arrived) - expected),
     }
+
+
+def start_cluster(env, log_path, timeout=60):
+    """Start `manage.py qcluster` (its own process group) and wait until it runs."""
+    cluster = start_manage(["qcluster"], env, log_path)
+    started = wait_until(
+        lambda: "running." in Path(log_path).read_text(errors="replace"),
+        timeout=timeout,
+        interval=0.2,
+    )
+    if not started:
+        raise AssertionError(stop_process(cluster))
+    return cluster
+
+
+def lease_free(site):
+    """The site's lease is free or expired (a killed dispatcher's lease ran out)."""
+    state = SiteSendState.objects.filter(site=site).first()
+    expires = state.lease_expires_at if state else None
+    return expires is None or expires < timezone.now()
