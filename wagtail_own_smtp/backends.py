@@ -18,6 +18,7 @@ Django 6.1+ (``MAILERS``): the fallback is another mailer alias::
 
 import inspect
 from email import policy
+from email.errors import MessageError
 from email.headerregistry import AddressHeader
 
 import django
@@ -58,12 +59,16 @@ def raw_message(message):
     """The RFC 5322 bytes of a Django EmailMessage, with CRLF line ends as sent over SMTP.
 
     Building them raises Django's own errors for bad headers (e.g. a newline in the subject),
-    before anything is stored.
+    before anything is stored; the email package's own (e.g. a newline in an attachment's file
+    name) become a ValueError too.
     """
-    if "policy" in inspect.signature(message.message).parameters:
-        # Django 6.0+: Python's modern email API; the SMTP policy writes CRLF.
-        return message.message(policy=policy.SMTP).as_bytes()
-    return message.message().as_bytes(linesep="\r\n")
+    try:
+        if "policy" in inspect.signature(message.message).parameters:
+            # Django 6.0+: Python's modern email API; the SMTP policy writes CRLF.
+            return message.message(policy=policy.SMTP).as_bytes()
+        return message.message().as_bytes(linesep="\r\n")
+    except MessageError as error:
+        raise ValueError(str(error)) from error
 
 
 def envelope_address(address):
