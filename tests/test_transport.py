@@ -541,3 +541,16 @@ def test_server_params_repr_hides_the_password():
     assert SMTP_PASSWORD not in repr(
         ServerParams("h", 587, "starttls", "a@b.c", "u", SMTP_PASSWORD)
     )
+
+
+def test_a_daily_quota_reply_is_transient(starttls_server):
+    # Gmail answers a used-up daily quota with a 5xx code; the quota resets, so mail must wait.
+    starttls_server.behaviour.refuse_recipients = {
+        READER: "550 5.4.5 Daily user sending quota exceeded."
+    }
+
+    error = failure(deliver, params(starttls_server, "starttls"))
+
+    assert error.kind == TRANSIENT
+    assert "550 5.4.5 Daily user sending quota exceeded." in error.text
+    assert "quota" in error.hint

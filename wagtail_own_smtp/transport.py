@@ -316,6 +316,11 @@ def _describe_os_error(error, params):
     return error.strerror or str(error) or error.__class__.__name__
 
 
+# "550 5.4.5 Daily user sending quota exceeded" (Gmail): permanent in form, but the account's
+# quota resets, so the message waits and retries instead of failing or pausing the site.
+QUOTA = "5.4.5"
+
+
 def classify(error, stage, params):
     """The SmtpFailure for an exception raised while talking to the server, or None.
 
@@ -327,7 +332,7 @@ def classify(error, stage, params):
             f"{rcpt}: {_reply_text(code, reply)}"
             for rcpt, (code, reply) in error.recipients.items()
         )
-        kind = TRANSIENT if any(400 <= c < 500 for c in codes) else MESSAGE
+        kind = TRANSIENT if any(400 <= c < 500 for c in codes) or QUOTA in text else MESSAGE
         code = codes[0] if codes else None
         return SmtpFailure(kind, text, code, hint_for(params, code, text, stage))
     if isinstance(error, smtplib.SMTPResponseException):
@@ -368,7 +373,7 @@ def classify(error, stage, params):
 
 
 def _reply_kind(error, code, text, stage):
-    if 400 <= code < 500:
+    if 400 <= code < 500 or QUOTA in text:
         return TRANSIENT
     if stage != "send":
         return SERVER  # greeting, EHLO, STARTTLS, AUTH: the server or its settings
