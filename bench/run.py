@@ -11,6 +11,7 @@ Knobs (environment, or make variables of the same name):
 - ``BENCH_DB=postgres``: run the throughput part on PostgreSQL too (parallel always does).
 - ``PROFILE=1``: profile one in-process drain with pyinstrument (done anyway when the drain
   misses its target).
+- ``KEEP_DB=1``: keep the run's SQLite database (deleted otherwise).
 
 Writes bench/results/bench-<time>.json and .txt (and latest.json / latest.txt) and prints the
 table and the targets.
@@ -157,6 +158,9 @@ class Bench:
     def teardown(self):
         for sink in self.sinks.values():
             sink.stop()
+        # The SQLite database is scratch (tens of MB a run); KEEP_DB=1 keeps it for a look.
+        if os.environ.get("KEEP_DB", "") in ("", "0"):
+            Path(self.run_dir / "bench.sqlite3").unlink(missing_ok=True)
         if self.pg_databases:
             import psycopg
 
