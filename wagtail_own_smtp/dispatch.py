@@ -18,8 +18,10 @@ change (an editor confirms a new server) while mail waits, and the mail must lea
 sender of the server it actually goes through.
 """
 
+import hashlib
 import logging
 import random
+import re
 import smtplib
 import time
 import uuid
@@ -260,6 +262,17 @@ def _valid_message_domain(domain):
     )
 
 
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def _message_id_field(unique, raw, sender_domain):
+    """A Message-ID field on the sender's domain with the original unique part, or, when that
+    part is empty or malformed, one derived from the message: a retry carries the same id."""
+    if not _DOT_ATOM.fullmatch(unique):
+        unique = hashlib.sha256(raw).hexdigest()[:32]
+    return _fold("Message-ID", f"<{unique}@{punycode(sender_domain)}>").rstrip(b"\r\n")
+
+
 def rewrite_sender(raw, sender, display_name=""):
     """The message as it leaves through the own server: ``From`` is the verified sender.
 
@@ -296,8 +309,8 @@ def rewrite_sender(raw, sender, display_name=""):
         message_id = _field_value(fields[by_name["message-id"]])
         unique, at, domain = message_id.strip().strip("<>").rpartition("@")
         if not at or not _valid_message_domain(domain):
-            new_id = f"<{unique or message_id.strip('<> ')}@{punycode(sender_domain)}>"
-            replaced[by_name["message-id"]] = _fold("Message-ID", new_id).rstrip(b"\r\n")
+            unique = unique or message_id.strip("<> ")
+            replaced[by_name["message-id"]] = _message_id_field(unique, raw, sender_domain)
     else:
         additions.append(
             _fold("Message-ID", make_msgid(domain=punycode(sender_domain))).rstrip(b"\r\n")

@@ -73,6 +73,20 @@ def security_hint(smtp_settings):
     )
 
 
+class FiniteDecimalField(forms.DecimalField):
+    """Django's DecimalField, refusing NaN and infinities already when converting the input.
+
+    Django refuses them only in ``validate()``: "sNaN" passes ``to_python()`` and then breaks the
+    comparison in ``has_changed()`` (``decimal.InvalidOperation``, a 500).
+    """
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and not value.is_finite():
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return value
+
+
 class ProviderPresetSelect(forms.Select):
     """The provider select: its script fills the form; without JavaScript it changes nothing."""
 
@@ -105,6 +119,9 @@ class SmtpSettingsForm(WagtailAdminModelForm):
         required=False,
         help_text=_("For a server that needs no password."),
     )
+
+    class Meta:
+        field_classes = {"min_interval": FiniteDecimalField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
