@@ -311,7 +311,7 @@ def render(results, summary):
         lines.append(f"Note: {note}")
     profile = results.get("profile")
     if profile:
-        lines.append(f"Profile of one in-process drain: {profile['path']} (and .html)")
+        lines.append(f"Profile of one in-process drain: {profile['path']}")
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,8 @@ Knobs (environment, or make variables of the same name):
 - ``BENCH_DB=postgres``: run the throughput part on PostgreSQL too (parallel always does).
 - ``PROFILE=1``: profile one in-process drain with pyinstrument (done anyway when the drain
   misses its target).
-- ``KEEP_DB=1``: keep the run's SQLite database (deleted otherwise).
+- ``KEEP_DB=1``: keep the run's SQLite database (deleted otherwise); ``PROFILE_HTML=1``: write
+  pyinstrument's HTML view next to the text profile (tens of MB).
 
 Writes bench/results/bench-<time>.json and .txt (and latest.json / latest.txt) and prints the
 table and the targets.

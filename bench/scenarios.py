@@ -778,7 +778,8 @@ def _save_profile(profiler, config):
         + summary
         + "\n"
     )
-    path.with_suffix(".html").write_text(profiler.output_html())
+    if os.environ.get("PROFILE_HTML"):  # tens of MB: only on request
+        path.with_suffix(".html").write_text(profiler.output_html())
 
 
 SCENARIOS = {
