@@ -4,7 +4,6 @@
 #   make test    the test suite (SQLite; OWN_SMTP_TEST_DB=postgres for PostgreSQL)
 #   make test-slow  the slow suite (tests/faults: faults, killed workers, several clusters) on
 #                PostgreSQL and Redis at 127.0.0.1; its figures go to tests/artifacts/fault-figures.json
-#   make test-slow  the slow fault suite (PostgreSQL and Redis)
 #   make lint    ruff and the migration check
 #   make package build the sdist and wheel and check what they ship
 #   make screenshots  refresh docs/screenshots from the browser tests
@@ -45,18 +44,9 @@ test: install
 	$(call pytest,,$(PYTEST_ARGS))
 
 # The slow suite (tests/faults: outages, killed workers, clock skew, several clusters) on
-# PostgreSQL, with Redis running; plain `make test` skips it.
+# PostgreSQL, with Redis on 127.0.0.1 (.ci/run starts both); plain `make test` skips it.
 test-slow: install
 	$(call pytest,OWN_SMTP_SLOW=1 OWN_SMTP_TEST_DB=postgres,tests/faults $(PYTEST_ARGS))
-
-# The slow suite needs PostgreSQL and Redis on 127.0.0.1 (.ci/run starts them); `make test`
-# skips it and says so.
-.PHONY: test-slow
-test-slow: install
-	@status=0; OWN_SMTP_SLOW=1 OWN_SMTP_TEST_DB=postgres $(BIN)/python -m pytest tests/faults \
-		$(PYTEST_ARGS) || status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make test-slow: pytest ran no test, which counts as a failure" >&2; fi; \
-	exit $$status
 
 lint: install
 	$(BIN)/ruff check .
