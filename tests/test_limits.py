@@ -244,3 +244,42 @@ def test_three_dispatchers_in_parallel_keep_every_limit(starttls_server, ssl_ser
     assert statuses(site=second) == {"sent": 6}
     assert SendRecord.objects.filter(site=first).count() == 8
     print("sent per worker:", sent_by)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("real_backend")
+def test_dispatchers_share_the_sites_between_them(starttls_server):
+    # A slow server: one worker alone would take a while, so the sites are worth sharing.
+    starttls_server.behaviour.delay = 0.05
+    sites = [make_site()] + [make_site(f"s{n}.example", default=False) for n in range(1, 4)]
+    for n, site in enumerate(sites):
+        own_server(site, starttls_server)
+        with using_site(site):
+            _queue(4, prefix=f"site{n}-")
+
+    sent_by, errors = {}, []
+
+    def worker(name):
+        try:
+            sent_by[name] = dispatch(until_empty=True).sent
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    # The first worker is under way before the others start: it must not hold every site.
+    threads[0].start()
+    starttls_server.wait_for(1, timeout=30)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    print("sent per worker:", sent_by)
+    received = starttls_server.wait_for(16)
+    distinct, lost, duplicated = delivery_figures(received, [])
+    assert (distinct, duplicated) == (16, 0)
+    assert sum(sent_by.values()) == 16 and statuses() == {"sent": 16}
+    # the sites went in parallel: more than one worker sent
+    assert sum(1 for count in sent_by.values() if count) >= 2, sent_by

@@ -56,6 +56,7 @@ CLAIM_BYTES = 8 * 1024 * 1024  # raw bytes held in memory per claim
 KEEP_OPEN = 10  # seconds: a connection whose next slot is further away is closed
 IDLE_CHECK = 5  # seconds idle after which a kept connection is checked with NOOP first
 REFRESH = 5  # seconds between looks for newly due sites while sending
+SITES_AT_ONCE = 2  # site leases one run holds at a time: other workers serve the other sites
 RETRY_FIRST = 60
 RETRY_MAX = 3600
 CLOCK_TOLERANCE = timedelta(milliseconds=50)  # clock skew below this is measurement noise
@@ -146,18 +147,31 @@ def take_lease(site_id, owner, now, seconds):
     )
 
 
-def renew_lease(site_id, owner, until):
+def _later_sent(last_sent_at):
+    """``last_sent_at`` moved forward to the given moment, never back (None: unchanged).
+
+    The holder of a lease writes its send times only when it renews or releases the lease:
+    while it holds the lease no other dispatcher sends for the site, and should it die, the
+    next holder counts the interval from the lease's expiry (see ``take_lease``).
+    """
+    if last_sent_at is None:
+        return {}
+    later = Q(last_sent_at__isnull=True) | Q(last_sent_at__lt=last_sent_at)
+    return {"last_sent_at": Case(When(later, then=Value(last_sent_at)), default=F("last_sent_at"))}
+
+
+def renew_lease(site_id, owner, until, last_sent_at=None):
     """Extend a lease this owner still holds; False when another dispatcher took it over."""
     return bool(
         SiteSendState.objects.filter(site_id=site_id, lease_owner=owner).update(
-            lease_expires_at=until
+            lease_expires_at=until, **_later_sent(last_sent_at)
         )
     )
 
 
-def release_lease(site_id, owner):
+def release_lease(site_id, owner, last_sent_at=None):
     SiteSendState.objects.filter(site_id=site_id, lease_owner=owner).update(
-        lease_owner="", lease_expires_at=None
+        lease_owner="", lease_expires_at=None, **_later_sent(last_sent_at)
     )
 
 
@@ -273,6 +287,62 @@ def _message_id_field(unique, raw, sender_domain):
     return _fold("Message-ID", f"<{unique}@{punycode(sender_domain)}>").rstrip(b"\r\n")
 
 
+class SenderRewrite:
+    """The sender rewrite of one site's run: the parts that depend only on the verified sender
+    (its ``From`` field per display name, its domain) are built once, not per message."""
+
+    def __init__(self, sender, display_name=""):
+        self.sender = sender
+        self.display_name = display_name
+        self.domain = sender.rpartition("@")[2]
+        self.id_domain = punycode(self.domain)
+        self._from_fields = {}  # display name -> folded From field
+
+    def from_field(self, name):
+        if name not in self._from_fields:
+            self._from_fields[name] = _fold("From", Address(name, addr_spec=self.sender))
+        return self._from_fields[name]
+
+    def __call__(self, raw):
+        head, separator, body = raw.partition(b"\r\n\r\n")
+        fields = _header_fields(head)
+        by_name = {}
+        for index, field_bytes in enumerate(fields):
+            by_name.setdefault(_field_name(field_bytes), index)
+
+        original = []
+        if "from" in by_name:
+            header = policy.default.header_factory("From", _field_value(fields[by_name["from"]]))
+            original = list(getattr(header, "addresses", ()))
+        name = self.display_name or (original[0].display_name if original else "")
+        new_from = self.from_field(name)
+
+        replaced = {}
+        if "from" in by_name:
+            replaced[by_name["from"]] = new_from
+        sender = self.sender.lower()
+        differs = any(address.addr_spec.lower() != sender for address in original)
+        additions = []
+        if differs and "reply-to" not in by_name:
+            # The original field's own bytes, so its encoding stays exactly as Django wrote it.
+            from_field = fields[by_name["from"]]
+            additions.append(b"Reply-To:" + from_field.split(b":", 1)[1])
+        if "message-id" in by_name:
+            message_id = _field_value(fields[by_name["message-id"]])
+            unique, at, domain = message_id.strip().strip("<>").rpartition("@")
+            if not at or not _valid_message_domain(domain):
+                unique = unique or message_id.strip("<> ")
+                replaced[by_name["message-id"]] = _message_id_field(unique, raw, self.domain)
+        else:
+            additions.append(_fold("Message-ID", make_msgid(domain=self.id_domain)).rstrip(b"\r\n"))
+
+        lines = [replaced.get(i, f) for i, f in enumerate(fields)]
+        if "from" not in by_name:
+            additions.insert(0, new_from)
+        lines = [line.rstrip(b"\r\n") for line in lines + additions]
+        return b"\r\n".join(lines) + (separator or b"\r\n\r\n") + body
+
+
 def rewrite_sender(raw, sender, display_name=""):
     """The message as it leaves through the own server: ``From`` is the verified sender.
 
@@ -280,47 +350,10 @@ def rewrite_sender(raw, sender, display_name=""):
     with another address becomes ``Reply-To`` unless one is set. A ``Message-ID`` whose domain is
     not a public one (Django takes the machine's host name) gets the sender's domain, keeping its
     unique part, so retries carry the same id. Only these header lines change: every other byte,
-    the body above all, stays as queued (no re-wrapping, no re-encoding).
+    the body above all, stays as queued (no re-wrapping, no re-encoding). A run builds one
+    ``SenderRewrite`` per site instead.
     """
-    head, separator, body = raw.partition(b"\r\n\r\n")
-    fields = _header_fields(head)
-    by_name = {}
-    for index, field_bytes in enumerate(fields):
-        by_name.setdefault(_field_name(field_bytes), index)
-
-    original = []
-    if "from" in by_name:
-        header = policy.default.header_factory("From", _field_value(fields[by_name["from"]]))
-        original = list(getattr(header, "addresses", ()))
-    name = display_name or (original[0].display_name if original else "")
-    new_from = _fold("From", Address(name, addr_spec=sender))
-
-    sender_domain = sender.rpartition("@")[2]
-    replaced = {}
-    if "from" in by_name:
-        replaced[by_name["from"]] = new_from
-    differs = any(address.addr_spec.lower() != sender.lower() for address in original)
-    additions = []
-    if differs and "reply-to" not in by_name:
-        # The original field's own bytes, so its encoding stays exactly as Django wrote it.
-        from_field = fields[by_name["from"]]
-        additions.append(b"Reply-To:" + from_field.split(b":", 1)[1])
-    if "message-id" in by_name:
-        message_id = _field_value(fields[by_name["message-id"]])
-        unique, at, domain = message_id.strip().strip("<>").rpartition("@")
-        if not at or not _valid_message_domain(domain):
-            unique = unique or message_id.strip("<> ")
-            replaced[by_name["message-id"]] = _message_id_field(unique, raw, sender_domain)
-    else:
-        additions.append(
-            _fold("Message-ID", make_msgid(domain=punycode(sender_domain))).rstrip(b"\r\n")
-        )
-
-    lines = [replaced.get(i, f) for i, f in enumerate(fields)]
-    if "from" not in by_name:
-        additions.insert(0, new_from)
-    lines = [line.rstrip(b"\r\n") for line in lines + additions]
-    return b"\r\n".join(lines) + (separator or b"\r\n\r\n") + body
+    return SenderRewrite(sender, display_name)(raw)
 
 
 def envelope_sender(address):
@@ -371,6 +404,7 @@ class _SiteRun:
         self.params = smtp_settings.verified_params()  # decrypted once per turn
         self.sender = envelope_sender(self.params.from_email)
         self.display_name = smtp_settings.from_name
+        self.rewrite = SenderRewrite(self.sender, self.display_name)
         self.limits = limits.Limits.of(smtp_settings)
         self.lease_seconds = float(conf.get("LEASE_SECONDS"))
         self.lease_until = now + timedelta(seconds=self.lease_seconds)
@@ -416,7 +450,7 @@ class _SiteRun:
         if not force and now < self.lease_until - timedelta(seconds=self.lease_seconds / 2):
             return
         until = now + timedelta(seconds=self.lease_seconds)
-        if not renew_lease(self.site_id, self.owner, until):
+        if not renew_lease(self.site_id, self.owner, until, self.schedule.last_sent_at):
             raise _LostLease
         OutboundMessage.objects.filter(
             pk__in=[m.pk for m in self.batch], claimed_by=self.owner, status=MessageStatus.SENDING
@@ -459,7 +493,7 @@ class _SiteRun:
                 self.finished = True
             return
         try:
-            raw = rewrite_sender(bytes(message.raw_message), self.sender, self.display_name)
+            raw = self.rewrite(bytes(message.raw_message))
             refused = transport.send(connection, self.params, self.sender, message.recipients, raw)
         except transport.SmtpFailure as failure:
             self.last_used = time.monotonic()
@@ -502,7 +536,8 @@ class _SiteRun:
                 last_error=note,
                 lease_expires_at=None,
             )
-            record_delivery(self.site_id, recipients, sent_at)
+            # The site's last_sent_at is written with the lease (renewal, release), not here.
+            SendRecord.objects.create(site_id=self.site_id, recipients=recipients, sent_at=sent_at)
         self.schedule.record(sent_at, recipients)
         message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
         message.attempts += 1
@@ -576,7 +611,7 @@ class _SiteRun:
         # Safe after a lost lease too: both releases only touch what this run still owns.
         self._drop_connection()
         release_claims([m.pk for m in self.batch], self.owner)
-        release_lease(self.site_id, self.owner)
+        release_lease(self.site_id, self.owner, self.schedule.last_sent_at)
         self.batch.clear()
 
 
@@ -664,8 +699,9 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                 fresh, leased_until = _due_sites(now, done | set(runs))
                 refreshed = time.monotonic()
             candidates = [(*run.slot(now), run) for run in runs.values()]
-            for slot, smtp_settings in fresh:
-                if smtp_settings.site_id in runs:
+            # A run holds few sites at a time, so that other workers find the rest unleased.
+            for slot, smtp_settings in fresh if len(runs) < SITES_AT_ONCE else ():
+                if smtp_settings.site_id in runs or smtp_settings.site_id in done:
                     continue
                 known, reason = blocked.get(smtp_settings.site_id, (None, None))
                 if known is not None and known > slot:
@@ -760,19 +796,36 @@ class Outlook:
     never_fits: bool = False
 
 
-def site_outlook(smtp_settings, now=None):
-    """Queue counts, next send slot and estimated drain time of a site (a few queries)."""
+_WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
+
+
+def queue_counts(site_ids=None):
+    """``{site_id: {status: count}}`` in one aggregate query (every status present, 0 or more)."""
+    rows = OutboundMessage.objects.all()
+    if site_ids is not None:
+        rows = rows.filter(site_id__in=list(site_ids))
+    counts = {}
+    for row in rows.values("site_id", "status").annotate(n=Count("pk")).order_by():
+        site_counts = counts.setdefault(row["site_id"], dict.fromkeys(MessageStatus.values, 0))
+        site_counts[row["status"]] = row["n"]
+    return counts
+
+
+def site_outlook(smtp_settings, now=None, counts=None):
+    """Queue counts, next send slot and estimated drain time of a site (a few queries).
+
+    ``counts`` are the site's counts from ``queue_counts`` when the caller has them: a site with
+    nothing waiting then costs no query at all.
+    """
     now = now or timezone.now()
     site_id = smtp_settings.site_id
-    counts = dict.fromkeys(MessageStatus.values, 0)
-    rows = OutboundMessage.objects.filter(site_id=site_id).values("status").annotate(n=Count("pk"))
-    for row in rows:
-        counts[row["status"]] = row["n"]
+    if counts is None:
+        counts = queue_counts([site_id]).get(site_id)
+    counts = counts or dict.fromkeys(MessageStatus.values, 0)
+    if not any(counts[status] for status in _WAITING):
+        return Outlook(counts, None, None)
     waiting = list(
-        OutboundMessage.objects.filter(
-            site_id=site_id,
-            status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING],
-        )
+        OutboundMessage.objects.filter(site_id=site_id, status__in=_WAITING)
         .order_by("next_attempt_at", "pk")
         .values_list("recipient_count", "next_attempt_at")
     )
