@@ -1,6 +1,7 @@
 """The database connection dropped in the middle of a batch (PostgreSQL terminates the
 dispatcher's backend): that run ends with the database error, the next tick recovers, and
-nothing is lost."""
+nothing is lost. Once in this process, where the moment is exact, and once in a real
+`manage.py qcluster` worker."""
 
 import time
 
@@ -8,10 +9,18 @@ import psycopg
 import pytest
 from django.db import Error, close_old_connections, connection
 
-from tests.delivery_helpers import make_site, own_server, real_backend, statuses, wait_until
+from tests.delivery_helpers import (
+    make_site,
+    own_server,
+    real_backend,
+    statuses,
+    stop_process,
+    subprocess_env,
+    wait_until,
+)
 from tests.faults.conftest import needs_postgres
-from tests.faults.helpers import lease_free, queue, stored_ids, tally
-from wagtail_own_smtp import signals
+from tests.faults.helpers import lease_free, queue, start_cluster, stored_ids, tally
+from wagtail_own_smtp import signals, tasks
 from wagtail_own_smtp.dispatch import dispatch
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_backend")]
@@ -86,4 +95,57 @@ def test_dropped_connection_mid_batch_recovers_next_tick(starttls_server, settin
     assert statuses() == {"sent": TOTAL}
     assert (found["sent"], found["lost"], found["unexpected"]) == (TOTAL, 0, 0)
     # At most the message in flight when the connection dropped: sent, but not yet marked.
+    assert found["duplicated"] <= 1
+
+
+def _worker_backend():
+    """The PostgreSQL backend of the cluster's worker: the one whose last query was the outbox's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query ILIKE %s",
+            ["%wagtail_own_smtp_%"],
+        )
+        rows = cursor.fetchall()
+    return rows[0][0] if len(rows) == 1 else None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dropped_connection_of_a_qcluster_worker(starttls_server, settings, tmp_path, figures):
+    from django_q.models import Task
+
+    needs_postgres()
+    site = make_site()
+    own_server(site, starttls_server)
+    starttls_server.behaviour.delay = 0.02
+    env = subprocess_env(settings, LEASE_SECONDS=2, DISPATCH_BUDGET=40)
+    cluster = start_cluster(env, tmp_path / "qcluster.log")
+    try:
+        queue(200)  # on commit: a dispatch task
+        expected = stored_ids()
+        assert wait_until(lambda: len(starttls_server.received) >= 40, 60)
+        assert wait_until(lambda: _worker_backend() is not None, 10)
+        assert _terminate(_worker_backend())
+        received_when_dropped = len(starttls_server.received)
+        assert wait_until(
+            lambda: Task.objects.filter(func=tasks.DISPATCH_TASK, success=False).exists(), 30
+        ), "the run in progress ends with the database error"
+        # The next tick (the schedule's, time compressed) once the dead run's lease ran out.
+        assert wait_until(lambda: lease_free(site), 10)
+        tasks.dispatch_soon()
+        assert wait_until(lambda: statuses() == {"sent": 200}, 90), statuses()
+    finally:
+        log = stop_process(cluster)
+
+    failed = Task.objects.get(func=tasks.DISPATCH_TASK, success=False)
+    found = tally(starttls_server.received, expected)
+    figures.update(
+        found,
+        received_when_dropped=received_when_dropped,
+        failed_task=str(failed.result).partition(" : ")[0],
+        tasks_succeeded=Task.objects.filter(func=tasks.DISPATCH_TASK, success=True).count(),
+    )
+    print(figures)
+    assert "terminating connection" in str(failed.result) or "closed" in str(failed.result), log
+    assert (found["sent"], found["lost"], found["unexpected"]) == (200, 0, 0), log
     assert found["duplicated"] <= 1
