@@ -104,7 +104,8 @@ def _worker_backend():
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND query ILIKE %s",
-            ["%wagtail_own_smtp_%"],
+            # A table of this app, quoted as Django writes it ("_" is a wildcard in LIKE).
+            ['%"wagtail\\_own\\_smtp\\_%'],
         )
         rows = cursor.fetchall()
     return rows[0][0] if len(rows) == 1 else None
