@@ -331,3 +331,28 @@ def test_send_command_shows_progress_and_what_the_rest_waits_for(starttls_server
     assert "Sent 2, deferred 0, failed 0." in text
     assert "Mail left waits for the hourly or daily limit" in text
     assert len(starttls_server.received) == 2
+
+
+@pytest.mark.django_db
+def test_status_command_counts_every_site_in_one_query(
+    starttls_server, django_assert_max_num_queries
+):
+    from wagtail_own_smtp import using_site
+
+    sites = [make_site()] + [make_site(f"s{n}.example", default=False) for n in range(1, 6)]
+    for site in sites:
+        own_server(site, starttls_server, min_interval="30")
+    with using_site(sites[0]):
+        _queue(2)
+    with using_site(sites[1]):
+        _queue(1)
+    dispatch(budget_seconds=1)  # one message of each of the two sites goes
+    out = io.StringIO()
+    # counts of all sites, settings, sites; then up to 3 queries per site with mail waiting only
+    with django_assert_max_num_queries(3 + 3):
+        call_command("own_smtp_status", stdout=out)
+    blocks = out.getvalue().split("(#")[1:]
+    assert len(blocks) == 6
+    assert "queued 1" in blocks[0] and "sent 1" in blocks[0]
+    assert "sent 1" in blocks[1] and "queued" not in blocks[1]
+    assert all("messages: none" in block for block in blocks[2:])

@@ -27,15 +27,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         now = timezone.now()
-        counts = queue_counts()  # one aggregate query for every site's counts
-        with_mail = set(counts)
+        site_counts = queue_counts()  # one aggregate query for every site's counts
+        with_mail = set(site_counts)
         settings_by_site = {s.site_id: s for s in SmtpSettings.objects.all()}
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
             self.stdout.write(_("No site uses its own SMTP server and no mail is queued."))
         for site in sites:
             smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site=site)
-            outlook = site_outlook(smtp_settings, now, counts.get(site.pk))
+            outlook = site_outlook(smtp_settings, now, site_counts.get(site.pk, {}))
             verification = smtp_settings.get_verification_status_display()
             if smtp_settings.sending_paused:
                 verification += " — " + _("sending paused")
