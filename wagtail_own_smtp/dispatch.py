@@ -811,11 +811,15 @@ def queue_counts(site_ids=None):
     return counts
 
 
-def site_outlook(smtp_settings, now=None, counts=None):
+_UNREAD = object()
+
+
+def site_outlook(smtp_settings, now=None, counts=None, last_sent_at=_UNREAD):
     """Queue counts, next send slot and estimated drain time of a site (a few queries).
 
-    ``counts`` are the site's counts from ``queue_counts`` when the caller has them: a site with
-    nothing waiting then costs no query at all.
+    ``counts`` (the site's entry of ``queue_counts``) and ``last_sent_at`` (its ``SiteSendState``)
+    when the caller read them for many sites at once: a site with nothing waiting then costs no
+    query at all.
     """
     now = now or timezone.now()
     site_id = smtp_settings.site_id
@@ -832,8 +836,9 @@ def site_outlook(smtp_settings, now=None, counts=None):
     if not waiting:
         return Outlook(counts, None, None)
     site_limits = limits.Limits.of(smtp_settings)
-    state = SiteSendState.objects.filter(site_id=site_id).first()
-    last_sent_at = state.last_sent_at if state else None
+    if last_sent_at is _UNREAD:
+        state = SiteSendState.objects.filter(site_id=site_id).first()
+        last_sent_at = state.last_sent_at if state else None
     records = window_records(site_id, site_limits, now)
     schedule = limits.Schedule(site_limits, last_sent_at, records, now)
     first_count, first_due = waiting[0]

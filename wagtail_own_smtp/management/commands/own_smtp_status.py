@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from wagtail_own_smtp.dispatch import queue_counts, site_outlook
-from wagtail_own_smtp.models import MessageStatus, SmtpSettings
+from wagtail_own_smtp.models import MessageStatus, SiteSendState, SmtpSettings
 
 
 def _when(moment, now):
@@ -30,12 +30,15 @@ class Command(BaseCommand):
         site_counts = queue_counts()  # one aggregate query for every site's counts
         with_mail = set(site_counts)
         settings_by_site = {s.site_id: s for s in SmtpSettings.objects.all()}
+        last_sent = dict(SiteSendState.objects.values_list("site_id", "last_sent_at"))
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
             self.stdout.write(_("No site uses its own SMTP server and no mail is queued."))
         for site in sites:
             smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site=site)
-            outlook = site_outlook(smtp_settings, now, site_counts.get(site.pk, {}))
+            outlook = site_outlook(
+                smtp_settings, now, site_counts.get(site.pk, {}), last_sent.get(site.pk)
+            )
             verification = smtp_settings.get_verification_status_display()
             if smtp_settings.sending_paused:
                 verification += " — " + _("sending paused")
