@@ -814,12 +814,25 @@ def queue_counts(site_ids=None):
 _UNREAD = object()
 
 
-def site_outlook(smtp_settings, now=None, counts=None, last_sent_at=_UNREAD):
+def waiting_mail(site_ids=None):
+    """``{site_id: [(recipient_count, next_attempt_at), ...]}`` of waiting mail in sending order."""
+    rows = OutboundMessage.objects.filter(status__in=_WAITING)
+    if site_ids is not None:
+        rows = rows.filter(site_id__in=list(site_ids))
+    waiting = {}
+    for site_id, count, due in rows.order_by("site_id", "next_attempt_at", "pk").values_list(
+        "site_id", "recipient_count", "next_attempt_at"
+    ):
+        waiting.setdefault(site_id, []).append((count, due))
+    return waiting
+
+
+def site_outlook(smtp_settings, now=None, counts=None, last_sent_at=_UNREAD, waiting=None):
     """Queue counts, next send slot and estimated drain time of a site (a few queries).
 
-    ``counts`` (the site's entry of ``queue_counts``) and ``last_sent_at`` (its ``SiteSendState``)
-    when the caller read them for many sites at once: a site with nothing waiting then costs no
-    query at all.
+    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` (its ``SiteSendState``)
+    and ``waiting`` (its entry of ``waiting_mail``) when the caller read them for many sites at
+    once: only a site with caps then costs a query (its window records).
     """
     now = now or timezone.now()
     site_id = smtp_settings.site_id
@@ -828,11 +841,8 @@ def site_outlook(smtp_settings, now=None, counts=None, last_sent_at=_UNREAD):
     counts = counts or dict.fromkeys(MessageStatus.values, 0)
     if not any(counts[status] for status in _WAITING):
         return Outlook(counts, None, None)
-    waiting = list(
-        OutboundMessage.objects.filter(site_id=site_id, status__in=_WAITING)
-        .order_by("next_attempt_at", "pk")
-        .values_list("recipient_count", "next_attempt_at")
-    )
+    if waiting is None:
+        waiting = waiting_mail([site_id]).get(site_id, [])
     if not waiting:
         return Outlook(counts, None, None)
     site_limits = limits.Limits.of(smtp_settings)

@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
-from wagtail_own_smtp.dispatch import queue_counts, site_outlook
+from wagtail_own_smtp.dispatch import queue_counts, site_outlook, waiting_mail
 from wagtail_own_smtp.models import MessageStatus, SiteSendState, SmtpSettings
 
 
@@ -31,13 +31,18 @@ class Command(BaseCommand):
         with_mail = set(site_counts)
         settings_by_site = {s.site_id: s for s in SmtpSettings.objects.all()}
         last_sent = dict(SiteSendState.objects.values_list("site_id", "last_sent_at"))
+        waiting = waiting_mail()
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
             self.stdout.write(_("No site uses its own SMTP server and no mail is queued."))
         for site in sites:
             smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site=site)
             outlook = site_outlook(
-                smtp_settings, now, site_counts.get(site.pk, {}), last_sent.get(site.pk)
+                smtp_settings,
+                now,
+                site_counts.get(site.pk, {}),
+                last_sent.get(site.pk),
+                waiting.get(site.pk, []),
             )
             verification = smtp_settings.get_verification_status_display()
             if smtp_settings.sending_paused:
