@@ -1,5 +1,8 @@
 """Fixtures: real SMTP servers on loopback (aiosmtpd), sites, editors."""
 
+import ipaddress
+import socket
+
 import pytest
 
 from example_project.local_smtp import LocalSmtpServer, SilentServer, make_certificates
@@ -24,6 +27,41 @@ def foreign_certificates(tmp_path_factory):
 def untrusted_certificates(tmp_path_factory):
     """A certificate for "localhost" from a CA nobody trusts."""
     return make_certificates(tmp_path_factory.mktemp("untrusted"), hostnames=("localhost",))
+
+
+def _resolves_locally(host):
+    """True for names answered without a DNS query: localhost and address literals."""
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        try:
+            socket.inet_aton(host)  # the short numeric forms the resolver also takes ("127.1")
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _no_dns_queries(monkeypatch):
+    """Nothing but loopback may be reached from here, not even a name server.
+
+    Any other name fails as an unknown name would; tests that need a name to resolve give it an
+    answer with their own stand-in for DNS on top of this one.
+    """
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _resolves_locally(host):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture(autouse=True)
