@@ -52,7 +52,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations wagtail_own_smtp --check --dry-run
-	SURVEY_DEMO_VAR="$$(mktemp -d)" $(MANAGE) makemigrations home survey --check --dry-run --skip-checks
+	@var=$$(mktemp -d); status=0; \
+	SURVEY_DEMO_VAR=$$var $(MANAGE) makemigrations home survey --check --dry-run --skip-checks || status=$$?; \
+	rm -rf $$var; exit $$status
 
 # Refresh the README's pictures (docs/screenshots) from the browser tests.
 screenshots: install
