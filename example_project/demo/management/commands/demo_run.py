@@ -88,7 +88,7 @@ class Command(BaseCommand):
         try:
             for child in children:
                 child.start()
-                self.wait_until_ready(child, children)
+                self.wait_until_ready(child)
             self.stdout.write(demo_summary(site) + "\nCtrl-C stops the demo.\n")
             self.stdout.flush()
             while not (ended := [c for c in children if c.exited()]):
@@ -104,7 +104,7 @@ class Command(BaseCommand):
             for child in reversed(children):
                 child.stop()
 
-    def wait_until_ready(self, child, children):
+    def wait_until_ready(self, child):
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while child.port and not answers(child.port):
             if child.exited():
