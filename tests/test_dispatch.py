@@ -5,6 +5,7 @@ import io
 import signal
 import time
 from datetime import timedelta
+from email import message_from_bytes, policy
 
 import pytest
 from django.core.mail import EmailMessage
@@ -24,7 +25,7 @@ from tests.delivery_helpers import (
     wait_until,
 )
 from wagtail_own_smtp import signals
-from wagtail_own_smtp.dispatch import dispatch, retry_delay
+from wagtail_own_smtp.dispatch import dispatch, retry_delay, rewrite_sender
 from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
 
 pytestmark = pytest.mark.usefixtures("real_backend")
@@ -356,3 +357,16 @@ def test_status_command_counts_every_site_in_one_query(
     assert "queued 1" in blocks[0] and "sent 1" in blocks[0]
     assert "sent 1" in blocks[1] and "queued" not in blocks[1]
     assert all("messages: none" in block for block in blocks[2:])
+
+
+def test_a_from_the_email_parser_chokes_on_still_goes_out_with_the_original_as_reply_to():
+    # Python 3.11's header parser raises AttributeError for the display name "." (hypothesis
+    # found it); the message must still leave with the verified sender.
+    raw = b"From: . <0@a.example>\r\nTo: r@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+
+    rewritten = rewrite_sender(raw, "mailer@customer.example")
+
+    message = message_from_bytes(rewritten, policy=policy.default)
+    assert message["From"].addresses[0].addr_spec == "mailer@customer.example"
+    assert b"Reply-To: . <0@a.example>\r\n" in rewritten
+    assert rewritten.endswith(b"\r\n\r\nbody\r\n")

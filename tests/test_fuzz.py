@@ -227,6 +227,14 @@ def _assert_stored_row_is_valid(row):
         }
     )
 )
+# Found by hypothesis: Python 3.11's header parser raises AttributeError for the display name ".".
+@example(
+    mail={
+        **dict.fromkeys(["subject", "body"], ""),
+        **dict.fromkeys(["cc", "bcc", "reply_to", "files"], []),
+        **{"sender": ". <0@A.AC>", "to": ["0@A.bB"], "headers": {}},
+    }
+)
 @FUZZ
 @pytest.mark.usefixtures("real_backend")
 def test_the_backend_refuses_clearly_or_stores_mail_that_goes_out(starttls_server, settings, mail):

@@ -287,6 +287,19 @@ def _message_id_field(unique, raw, sender_domain):
     return _fold("Message-ID", f"<{unique}@{punycode(sender_domain)}>").rstrip(b"\r\n")
 
 
+def _addresses(value):
+    """(the addresses of a From value, whether it parsed at all).
+
+    The email package's parser raises odd errors on some odd input (Python 3.11 fails on the
+    display name "." with an AttributeError): such a message must still go out.
+    """
+    try:
+        header = policy.default.header_factory("From", value)
+        return list(getattr(header, "addresses", ())), True
+    except Exception:
+        return [], False
+
+
 class SenderRewrite:
     """The sender rewrite of one site's run: the parts that depend only on the verified sender
     (its ``From`` field per display name, its domain) are built once, not per message."""
@@ -310,10 +323,9 @@ class SenderRewrite:
         for index, field_bytes in enumerate(fields):
             by_name.setdefault(_field_name(field_bytes), index)
 
-        original = []
+        original, parsed = [], True
         if "from" in by_name:
-            header = policy.default.header_factory("From", _field_value(fields[by_name["from"]]))
-            original = list(getattr(header, "addresses", ()))
+            original, parsed = _addresses(_field_value(fields[by_name["from"]]))
         name = self.display_name or (original[0].display_name if original else "")
         new_from = self.from_field(name)
 
@@ -321,7 +333,8 @@ class SenderRewrite:
         if "from" in by_name:
             replaced[by_name["from"]] = new_from
         sender = self.sender.lower()
-        differs = any(address.addr_spec.lower() != sender for address in original)
+        # An original From that cannot be parsed is kept as Reply-To: it may well differ.
+        differs = not parsed or any(address.addr_spec.lower() != sender for address in original)
         additions = []
         if differs and "reply-to" not in by_name:
             # The original field's own bytes, so its encoding stays exactly as Django wrote it.
