@@ -18,6 +18,9 @@ DEFAULTS = {
     "VERIFY_FAILURE_LIMIT": 10,
     "VERIFY_FAILURE_WINDOW": 600,
     "VERIFY_FAILURE_CACHE": "default",
+    # Per provider ("microsoft", "google"), settings over oauth.DEFAULT_PROVIDERS: CLIENT_ID and
+    # CLIENT_SECRET of the platform's app for signing in, AUTHORIZE_URL, TOKEN_URL, TENANT, SCOPE.
+    "OAUTH_PROVIDERS": {},
 }
 
 

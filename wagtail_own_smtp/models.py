@@ -26,6 +26,17 @@ class Security(models.TextChoices):
     SSL = "ssl", _("SSL/TLS")
 
 
+class AuthMethod(models.TextChoices):
+    PASSWORD = "password", _("Password")
+    MICROSOFT_APP = "microsoft_app", _("Microsoft 365: app registration (OAuth)")
+    MICROSOFT = "microsoft", _("Microsoft 365: sign in (OAuth)")
+    GOOGLE = "google", _("Google Workspace / Gmail: sign in (OAuth)")
+
+
+# Methods whose secret is a refresh token the editor gets by signing in ("Connect account").
+SIGN_IN_METHODS = (AuthMethod.MICROSOFT, AuthMethod.GOOGLE)
+
+
 class VerificationStatus(models.TextChoices):
     UNVERIFIED = "unverified", _("Not verified")
     PENDING = "pending", _("Waiting for confirmation")
@@ -86,9 +97,29 @@ class SmtpSettings(BaseSiteSetting):
         blank=True,
         help_text=_("Often the sender address. Leave blank if the server needs no login."),
     )
-    # Fernet token; the plain password is never stored (see crypto.py).
+    auth_method = models.CharField(
+        _("login"),
+        max_length=16,
+        choices=AuthMethod.choices,
+        default=AuthMethod.PASSWORD,
+    )
+    oauth_tenant = models.CharField(
+        _("tenant ID"),
+        max_length=100,
+        blank=True,
+        help_text=_("Microsoft 365: the directory (tenant) ID or the organisation's domain."),
+    )
+    oauth_client_id = models.CharField(
+        _("client ID"),
+        max_length=200,
+        blank=True,
+        help_text=_("Microsoft 365 app registration: the application (client) ID."),
+    )
+    # Fernet token of the login secret, never stored in plain text (see crypto.py): the password,
+    # the app registration's client secret, or the refresh token of a signed-in account.
     password_ciphertext = models.BinaryField(blank=True, default=b"", editable=False)
-    # Bumped on every password change, so the fingerprint notices it without touching the secret.
+    # Bumped on every secret change, so the fingerprint notices it without touching the secret.
+    # A refresh token the provider rotates replaces the ciphertext without a bump.
     password_version = models.PositiveIntegerField(default=0, editable=False)
     min_interval = models.DecimalField(
         _("minimum interval"),
@@ -141,6 +172,11 @@ class SmtpSettings(BaseSiteSetting):
     verified_from_email = models.EmailField(blank=True, editable=False)
     verified_username = models.CharField(max_length=254, blank=True, editable=False)
     verified_password_ciphertext = models.BinaryField(blank=True, default=b"", editable=False)
+    verified_auth_method = models.CharField(
+        max_length=16, choices=AuthMethod.choices, default=AuthMethod.PASSWORD, editable=False
+    )
+    verified_oauth_tenant = models.CharField(max_length=100, blank=True, editable=False)
+    verified_oauth_client_id = models.CharField(max_length=200, blank=True, editable=False)
 
     panels = settings_panels
     base_form_class = SmtpSettingsForm
@@ -156,38 +192,69 @@ class SmtpSettings(BaseSiteSetting):
     def has_password(self):
         return bool(self.password_ciphertext)
 
+    @property
+    def uses_oauth(self):
+        return self.auth_method != AuthMethod.PASSWORD
+
+    @property
+    def uses_sign_in(self):
+        return self.auth_method in SIGN_IN_METHODS
+
     def set_password(self, plaintext):
-        """Store a new password encrypted ("" removes it)."""
+        """Store a new login secret encrypted ("" removes it): password, client secret or
+        refresh token."""
         self.password_ciphertext = crypto.encrypt(plaintext)
         self.password_version += 1
 
     def current_params(self):
         """The parameters as last saved (what a confirmation message is sent through)."""
-        return transport.ServerParams(
-            host=self.host,
-            port=self.port,
-            security=self.security,
-            from_email=self.from_email,
-            username=self.username,
-            password=crypto.decrypt(self.password_ciphertext),
+        return self._params(
+            self.host,
+            self.port,
+            self.security,
+            self.from_email,
+            self.username,
+            self.auth_method,
+            self.password_ciphertext,
+            verified=False,
         )
 
     def verified_params(self):
         """The confirmed parameters the dispatcher sends through, or None."""
         if not self.has_verified_server:
             return None
+        return self._params(
+            self.verified_host,
+            self.verified_port,
+            self.verified_security,
+            self.verified_from_email,
+            self.verified_username,
+            self.verified_auth_method,
+            self.verified_password_ciphertext,
+            verified=True,
+        )
+
+    def _params(self, host, port, security, from_email, username, method, secret, verified):
+        if method == AuthMethod.PASSWORD:
+            return transport.ServerParams(
+                host, port, security, from_email, username, password=crypto.decrypt(secret)
+            )
+        from . import oauth  # oauth reads this module's models
+
+        # XOAUTH2 names the mailbox; the token is fetched when a connection opens.
         return transport.ServerParams(
-            host=self.verified_host,
-            port=self.verified_port,
-            security=self.verified_security,
-            from_email=self.verified_from_email,
-            username=self.verified_username,
-            password=crypto.decrypt(self.verified_password_ciphertext),
+            host,
+            port,
+            security,
+            from_email,
+            username or from_email,
+            token_source=oauth.TokenSource(self, verified=verified),
         )
 
     # Wagtail's ``settings`` template proxy exposes this model: never decrypt in a template.
     current_params.do_not_call_in_templates = True
     verified_params.do_not_call_in_templates = True
+    _params.do_not_call_in_templates = True
     set_password.alters_data = True
 
     @property
@@ -272,3 +339,21 @@ class SendRecord(models.Model):
 
     def __str__(self):
         return f"{self.recipients} recipient(s) at {self.sent_at}"
+
+
+class AccessToken(models.Model):
+    """A cached OAuth access token, encrypted, for the login parameters of one fingerprint."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    # verification.fingerprint() of the parameters the token was issued for.
+    fingerprint = models.CharField(max_length=64)
+    token_ciphertext = models.BinaryField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "fingerprint"], name="own_smtp_token_unique")
+        ]
+
+    def __str__(self):
+        return f"access token of site {self.site_id} until {self.expires_at}"

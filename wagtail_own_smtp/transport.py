@@ -44,6 +44,9 @@ class ServerParams:
     from_email: str
     username: str = ""
     password: str = field(default="", repr=False)
+    # OAuth: a callable ``(refresh=False) -> access token`` (see oauth.TokenSource); the login
+    # is then AUTH XOAUTH2 for ``username``, and ``password`` is unused.
+    token_source: object = field(default=None, repr=False, compare=False)
 
 
 class SmtpFailure(Exception):
@@ -175,7 +178,10 @@ def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
                 connection.starttls(context=context)
                 connection.stage = "ehlo"
                 connection.ehlo()
-            if params.username:
+            if params.token_source is not None:
+                connection.stage = "auth"
+                login_xoauth2(connection, params.username, params.token_source)
+            elif params.username:
                 connection.stage = "auth"
                 login(connection, params.username, params.password)
     except BaseException:
@@ -203,9 +209,7 @@ def _platform_tls_context():
 
 def login(connection, username, password):
     """AUTH PLAIN (or LOGIN) with UTF-8 credentials; smtplib's own login only takes ASCII."""
-    if not connection.has_extn("auth"):
-        raise smtplib.SMTPNotSupportedError(_("The server does not offer SMTP AUTH."))
-    mechanisms = connection.esmtp_features["auth"].upper().split()
+    mechanisms = _auth_mechanisms(connection)
     if "PLAIN" in mechanisms:
         token = b"\0" + username.encode() + b"\0" + password.encode()
         code, reply = connection.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode())
@@ -222,6 +226,37 @@ def login(connection, username, password):
         )
     if code not in (235, 503):
         raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _auth_mechanisms(connection):
+    if not connection.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError(_("The server does not offer SMTP AUTH."))
+    return connection.esmtp_features["auth"].upper().split()
+
+
+def login_xoauth2(connection, user, token_source):
+    """AUTH XOAUTH2 with an access token; a cached token the server refuses is renewed once.
+
+    The token may have been revoked, or have expired by the server's clock before ours.
+    """
+    if "XOAUTH2" not in _auth_mechanisms(connection):
+        raise smtplib.SMTPNotSupportedError(
+            _("The server does not offer OAuth login (AUTH XOAUTH2).")
+        )
+    code, reply = _xoauth2(connection, user, token_source())
+    if code not in (235, 503) and getattr(token_source, "was_cached", False):
+        code, reply = _xoauth2(connection, user, token_source(refresh=True))
+    if code not in (235, 503):
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _xoauth2(connection, user, access_token):
+    credentials = f"user={user}\x01auth=Bearer {access_token}\x01\x01".encode()
+    code, reply = connection.docmd("AUTH", "XOAUTH2 " + base64.b64encode(credentials).decode())
+    if code == 334:
+        # The refusal comes as a challenge (base64 JSON); an empty line gets the final reply.
+        code, reply = connection.docmd("")
+    return code, reply
 
 
 def close_quietly(connection):
@@ -432,6 +467,8 @@ def hint_for(params, code=None, text="", stage=None, error=None):
     """A short explanation where the cause of a failure is known."""
     port, security = params.port, params.security
     text = text or ""
+    if params.token_source is not None and stage == "auth" and code and code >= 500:
+        return _oauth_refusal_hint(params, text)
     if reply_hint := _reply_hint(code, text):
         return reply_hint
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -460,6 +497,20 @@ def hint_for(params, code=None, text="", stage=None, error=None):
             "port": port
         }
     return ""
+
+
+def _oauth_refusal_hint(params, text):
+    if "5.7.139" in text or "SmtpClientAuthentication" in text:
+        return _(
+            "SMTP AUTH is turned off for this mailbox or tenant. An Exchange administrator turns "
+            "it on for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false)."
+        )
+    return _(
+        "The server did not accept the OAuth access token for %(user)s. Microsoft 365: the app "
+        "needs the SMTP.SendAsApp permission with admin consent and an Exchange service "
+        "principal with rights on this mailbox. Google: sign in with the account of this "
+        "address."
+    ) % {"user": params.username}
 
 
 def _certificate_hint(error):

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from . import conf, crypto, transport
 from .dispatch import record_delivery
-from .models import SmtpSettings, VerificationStatus
+from .models import AccessToken, SmtpSettings, VerificationStatus
 from .signals import server_verified
 
 # The verification state written after a save, a confirmation or a failure: never the
@@ -49,10 +49,21 @@ def fingerprint(smtp_settings):
         smtp_settings.username,
         str(smtp_settings.password_version),
     ]
+    if smtp_settings.uses_oauth:
+        # Only for OAuth, so the fingerprints of password logins stay what they were.
+        parts += [
+            smtp_settings.auth_method,
+            smtp_settings.oauth_tenant,
+            smtp_settings.oauth_client_id,
+        ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def is_complete(smtp_settings):
+    """Whether a confirmation can be tried: a server, a sender, and for a sign-in method the
+    signed-in account (its refresh token)."""
+    if smtp_settings.uses_sign_in and not smtp_settings.has_password:
+        return False
     return bool(smtp_settings.host and smtp_settings.from_email)
 
 
@@ -273,6 +284,9 @@ def confirm(token):
             "verified_from_email": smtp_settings.from_email,
             "verified_username": smtp_settings.username,
             "verified_password_ciphertext": bytes(smtp_settings.password_ciphertext or b""),
+            "verified_auth_method": smtp_settings.auth_method,
+            "verified_oauth_tenant": smtp_settings.oauth_tenant,
+            "verified_oauth_client_id": smtp_settings.oauth_client_id,
             "verified_fingerprint": smtp_settings.token_fingerprint,
             "verified_at": now,
             "verification_status": VerificationStatus.VERIFIED,
@@ -290,6 +304,10 @@ def confirm(token):
             raise InvalidLink(InvalidLink.UNKNOWN)
         for name, value in activated.items():
             setattr(smtp_settings, name, value)
+        # Access tokens of logins no longer in use (the earlier server's) are dropped.
+        AccessToken.objects.filter(site_id=smtp_settings.site_id).exclude(
+            fingerprint=smtp_settings.verified_fingerprint
+        ).delete()
         transaction.on_commit(_dispatch_soon)
     server_verified.send(sender=SmtpSettings, settings=smtp_settings)
     return smtp_settings
