@@ -3,6 +3,7 @@
 import base64
 import io
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,12 @@ from django.core import checks
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection
+from django.utils import timezone
 from wagtail.models import Site
 
 from tests.helpers_admin import make_site
 from wagtail_own_smtp import crypto
-from wagtail_own_smtp.models import SmtpSettings
+from wagtail_own_smtp.models import AccessToken, SmtpSettings
 
 PASSWORD = "Sommer-Umfrage-2026-Grüße"
 
@@ -156,6 +158,24 @@ def test_rotation_re_encrypts_under_the_first_key(settings, site, second_site):
     assert first.password_version == version  # not a password change: no re-verification
     assert raw_ciphertexts(second) == (b"", b"")
     assert PASSWORD not in out
+
+
+def test_rotation_drops_cached_oauth_access_tokens(settings, site):
+    old, new = new_key(), new_key()
+    settings.WAGTAIL_OWN_SMTP_ENCRYPTION_KEYS = [old]
+    stored_setting(site)
+    AccessToken.objects.create(
+        site=site,
+        fingerprint="f" * 64,
+        token_ciphertext=crypto.encrypt("access-token-under-the-old-key"),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+    settings.WAGTAIL_OWN_SMTP_ENCRYPTION_KEYS = [new, old]
+    rotate_keys()
+
+    # Nothing is left that only the old key decrypts; the token is simply fetched again.
+    assert not AccessToken.objects.exists()
 
 
 def test_rotation_moves_secret_key_derived_passwords_to_explicit_keys(settings, site):

@@ -1,11 +1,12 @@
-"""Re-encrypt every stored SMTP password under the first key."""
+"""Re-encrypt every stored SMTP password (or OAuth client secret, refresh token) under the first
+key."""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from wagtail_own_smtp import crypto
-from wagtail_own_smtp.models import SmtpSettings
+from wagtail_own_smtp.models import AccessToken, SmtpSettings
 
 CIPHERTEXT_FIELDS = ("password_ciphertext", "verified_password_ciphertext")
 
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             # update(), not save(): no save hooks, and the parameters' fingerprint stays as is.
             for pk, changes in rotated.items():
                 SmtpSettings.objects.filter(pk=pk).update(**changes)
+            # Cached OAuth access tokens live an hour at most: fetched anew rather than rotated.
+            AccessToken.objects.all().delete()
         passwords = sum(len(changes) for changes in rotated.values())
         self.stdout.write(
             self.style.SUCCESS(
