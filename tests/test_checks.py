@@ -285,3 +285,28 @@ def test_e005_quiet_for_a_readable_ca_file(good, certificates):
     good.WAGTAIL_OWN_SMTP_CA_FILE = str(certificates["ca"])
 
     assert ids() == set()
+
+
+# -- E007: OAuth providers ---------------------------------------------------------------------
+
+
+def test_e007_unknown_provider(good):
+    good.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {"microsfot": {"CLIENT_ID": "x"}}
+    assert ids() == {"wagtail_own_smtp.E007"}
+
+
+def test_e007_unknown_key(good):
+    good.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {"google": {"CLIENT_ID": "x", "SECRET": "y"}}
+    assert ids() == {"wagtail_own_smtp.E007"}
+
+
+def test_e007_client_id_without_secret(good):
+    good.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {"microsoft": {"CLIENT_ID": "x"}}
+    assert ids() == {"wagtail_own_smtp.E007"}
+
+
+def test_e007_quiet_for_a_complete_provider(good):
+    good.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {
+        "google": {"CLIENT_ID": "x", "CLIENT_SECRET": "y", "TOKEN_URL": "http://127.0.0.1:1/t"}
+    }
+    assert ids() == set()

@@ -270,3 +270,54 @@ def check_ca_file(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@checks.register(TAG)
+def check_oauth_providers(app_configs, **kwargs):
+    from .oauth import DEFAULT_PROVIDERS  # oauth reads the models: not at import time
+
+    configured = conf.get("OAUTH_PROVIDERS") or {}
+    if not isinstance(configured, dict):
+        return [_oauth_error(_("WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS must be a dict."))]
+    problems = []
+    for name, values in configured.items():
+        if name not in DEFAULT_PROVIDERS or not isinstance(values, dict):
+            problems.append(
+                _oauth_error(
+                    _("WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS[%(name)r] is not a known provider.")
+                    % {"name": name}
+                )
+            )
+            continue
+        unknown = sorted(set(values) - set(DEFAULT_PROVIDERS[name]))
+        if unknown:
+            problems.append(
+                _oauth_error(
+                    _("WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS[%(name)r] has unknown keys: %(keys)s.")
+                    % {"name": name, "keys": ", ".join(map(str, unknown))}
+                )
+            )
+        elif values.get("CLIENT_ID") and not values.get("CLIENT_SECRET"):
+            # Both providers refuse the code exchange of a web app without its secret.
+            problems.append(
+                _oauth_error(
+                    _(
+                        "WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS[%(name)r] has a CLIENT_ID but no "
+                        "CLIENT_SECRET."
+                    )
+                    % {"name": name}
+                )
+            )
+    return problems
+
+
+def _oauth_error(message):
+    return checks.Error(
+        message,
+        hint=_(
+            'Give "microsoft" and/or "google" with the keys CLIENT_ID, CLIENT_SECRET and, '
+            "to override the defaults, AUTHORIZE_URL, TOKEN_URL, TENANT, SCOPE, APP_SCOPE "
+            "(docs/oauth.md)."
+        ),
+        id="wagtail_own_smtp.E007",
+    )
