@@ -1,14 +1,19 @@
 """A real SMTP server on loopback (aiosmtpd) for the demo and the tests.
 
 It speaks plain SMTP, STARTTLS or implicit TLS with a certificate from a throw-away CA, can require
-AUTH, keeps what it receives (in memory and, for the demo inbox, in a Maildir), and can be told
-to refuse recipients, answer DATA with an error, or never answer at all.
+AUTH (a password, or OAuth access tokens by AUTH XOAUTH2 checked against a
+``local_identity.LocalIdentityProvider``), keeps what it receives (in memory and, for the demo
+inbox, in a Maildir), and can be told to refuse recipients, answer DATA with an error, or never
+answer at all.
 """
 
 import asyncio
+import base64
+import binascii
 import datetime
 import email.utils
 import ipaddress
+import json
 import mailbox
 import random
 import socket
@@ -20,7 +25,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -109,6 +114,7 @@ class Received:
     arrived_at: float
     authenticated_as: str | None = None
     tls: bool = False
+    auth_mechanism: str | None = None  # "PLAIN", "LOGIN" or "XOAUTH2"
 
     @property
     def message(self):
@@ -176,9 +182,55 @@ class _Handler:
                 arrived_at=time.monotonic(),
                 authenticated_as=login.decode() if isinstance(login, bytes) else login,
                 tls=session.ssl is not None or self.server.security == "ssl",
+                auth_mechanism=getattr(session, "auth_mechanism", None),
             )
         )
         return "250 2.0.0 Message accepted"
+
+
+class _XOAuth2Handler(_Handler):
+    """Adds AUTH XOAUTH2 (aiosmtpd offers every ``auth_<NAME>`` method of the handler)."""
+
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) > 1:
+            blob = args[1].encode()
+            try:
+                blob = base64.b64decode(blob, validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        user, token = _parse_xoauth2(blob)
+        accepted = user is not None and self.server.xoauth2.bearer_valid(user, token)
+        self.server.xoauth2_logins.append((user, accepted))
+        if accepted:
+            server.session.auth_mechanism = "XOAUTH2"
+            return AuthResult(success=True, auth_data=user)
+        # Like Gmail and Exchange Online: the refusal as a challenge, then the final reply.
+        challenge = json.dumps(
+            {"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+        )
+        if await server.challenge_auth(challenge) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=self.server.xoauth2_refusal)
+
+
+def _parse_xoauth2(blob):
+    """(user, token) of ``user=<user>\x01auth=Bearer <token>\x01\x01``, or (None, None)."""
+    try:
+        text = blob.decode()
+    except UnicodeDecodeError:
+        return None, None
+    if not text.endswith("\x01\x01"):
+        return None, None
+    fields = dict(part.partition("=")[::2] for part in text[:-2].split("\x01"))
+    scheme, _space, token = fields.get("auth", "").partition(" ")
+    if not fields.get("user") or scheme != "Bearer" or not token:
+        return None, None
+    return fields["user"], token
 
 
 class LocalSmtpServer:
@@ -187,6 +239,9 @@ class LocalSmtpServer:
     ``security``: "none", "starttls" or "ssl". ``credentials``: (username, password) to require
     AUTH, or None. ``offer_starttls=False`` with security "none" stands for a server that does not
     offer STARTTLS at all. ``maildir``: also store messages there (the demo inbox reads it).
+    ``xoauth2``: a ``LocalIdentityProvider``; AUTH XOAUTH2 is then offered and required, and a
+    login succeeds with an access token that provider issued for the user and that is still live.
+    ``xoauth2_refusal``: the final reply to a refused token (Exchange Online's by default).
     """
 
     def __init__(
@@ -198,6 +253,8 @@ class LocalSmtpServer:
         maildir=None,
         hostname="127.0.0.1",
         ident="wagtail-own-smtp test server",
+        xoauth2=None,
+        xoauth2_refusal="535 5.7.3 Authentication unsuccessful",
     ):
         self.security = security
         self.ident = ident
@@ -209,6 +266,9 @@ class LocalSmtpServer:
         self.behaviour = Behaviour()
         self.received: list[Received] = []
         self.auth_attempts = 0
+        self.xoauth2 = xoauth2
+        self.xoauth2_refusal = xoauth2_refusal
+        self.xoauth2_logins: list[tuple] = []  # (user, accepted) of each AUTH XOAUTH2
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self.controller = None
@@ -224,6 +284,7 @@ class LocalSmtpServer:
         if isinstance(auth_data, LoginPassword) and self.credentials:
             username, password = self.credentials
             if auth_data.login.decode() == username and auth_data.password.decode() == password:
+                session.auth_mechanism = mechanism
                 return AuthResult(success=True, auth_data=auth_data.login)
         return AuthResult(
             success=False, handled=False, message="535 5.7.8 Authentication credentials invalid"
@@ -231,7 +292,7 @@ class LocalSmtpServer:
 
     def start(self):
         server_kwargs = {"ident": self.ident}
-        if self.credentials:
+        if self.credentials or self.xoauth2 is not None:
             server_kwargs.update(
                 authenticator=self._authenticate,
                 auth_required=True,
@@ -244,8 +305,9 @@ class LocalSmtpServer:
         elif self.security == "ssl":
             ssl_context = self._server_context()
         port = self.requested_port or _free_port()
+        handler = _XOAuth2Handler(self) if self.xoauth2 is not None else _Handler(self)
         self.controller = Controller(
-            _Handler(self),
+            handler,
             hostname=self.hostname,
             port=port,
             ssl_context=ssl_context,

@@ -5,10 +5,21 @@ import socket
 
 import pytest
 
+from example_project.local_identity import LocalIdentityProvider
 from example_project.local_smtp import LocalSmtpServer, SilentServer, make_certificates
 
 SMTP_USER = "mailer@customer.example"
 SMTP_PASSWORD = "s3cret-Pa55word-Ümlaut"
+
+# OAuth: the editor's Microsoft 365 app registration (client credentials) ...
+OAUTH_TENANT = "3f2c8a91-5b7d-4e0a-9c1f-6d2e8b4a7c05"
+OAUTH_APP_CLIENT_ID = "b6e1d0c4-2a8f-4f39-8e57-1c9d3a6b2f10"
+OAUTH_APP_CLIENT_SECRET = "Qx8~app.Secret_7Kp2vLr9ZtW4yHn3"
+# ... and the platform's apps for the sign-in flows (WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS).
+PLATFORM_MICROSOFT_CLIENT_ID = "0d7c3e5a-9f41-4b2d-a8e6-5c1b7f0e3d92"
+PLATFORM_MICROSOFT_CLIENT_SECRET = "Mv3~platform.Secret_Ws8Jq5bNx2Rk"
+PLATFORM_GOOGLE_CLIENT_ID = "812345678901-platform.apps.googleusercontent.com"
+PLATFORM_GOOGLE_CLIENT_SECRET = "GOCSPX-platformSecret9Lm4Tq7Vw"
 
 
 @pytest.fixture(scope="session")
@@ -144,5 +155,40 @@ def silent_server():
 def dropping_server():
     """Accepts TCP and hangs up at once."""
     server = SilentServer(drop=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def identity_provider(settings):
+    """The stand-in for Microsoft's identity platform and Google's OAuth endpoints, on loopback.
+
+    It knows the editor's app registration (OAUTH_*) and the platform's sign-in apps, and the
+    settings point WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS at it.
+    """
+    provider = LocalIdentityProvider().start()
+    provider.add_client(OAUTH_APP_CLIENT_ID, OAUTH_APP_CLIENT_SECRET, tenant=OAUTH_TENANT)
+    provider.add_client(PLATFORM_MICROSOFT_CLIENT_ID, PLATFORM_MICROSOFT_CLIENT_SECRET)
+    provider.add_client(PLATFORM_GOOGLE_CLIENT_ID, PLATFORM_GOOGLE_CLIENT_SECRET)
+    settings.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {
+        "microsoft": {
+            "CLIENT_ID": PLATFORM_MICROSOFT_CLIENT_ID,
+            "CLIENT_SECRET": PLATFORM_MICROSOFT_CLIENT_SECRET,
+            **provider.microsoft_urls(),
+        },
+        "google": {
+            "CLIENT_ID": PLATFORM_GOOGLE_CLIENT_ID,
+            "CLIENT_SECRET": PLATFORM_GOOGLE_CLIENT_SECRET,
+            **provider.google_urls(),
+        },
+    }
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def xoauth2_server(certificates, identity_provider):
+    """STARTTLS required, AUTH XOAUTH2 required: tokens from ``identity_provider`` are checked."""
+    server = _server(security="starttls", certificates=certificates, xoauth2=identity_provider)
     yield server
     server.stop()
