@@ -5,9 +5,14 @@ import base64
 import json
 import smtplib
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from email import message_from_bytes, policy
+
+import pytest
+from django.core.mail import EmailMessage
 
 from example_project.local_identity import MICROSOFT_APP_SCOPE, s256
 from tests.conftest import (
@@ -18,6 +23,13 @@ from tests.conftest import (
     PLATFORM_GOOGLE_CLIENT_SECRET,
     SMTP_USER,
 )
+from tests.delivery_helpers import real_backend, statuses
+from tests.helpers_admin import link_token, make_site, stored, verify_url
+from wagtail_own_smtp import crypto, oauth, verification
+from wagtail_own_smtp.dispatch import dispatch
+from wagtail_own_smtp.models import AuthMethod, OutboundMessage, SmtpSettings
+
+__all__ = ["real_backend"]
 
 
 def _post_token(url, **params):
@@ -133,3 +145,283 @@ def test_the_authorization_code_needs_the_pkce_verifier_and_works_once(identity_
 
     cancelled = identity_provider.approve(f"{google['AUTHORIZE_URL']}?{query}", decision="cancel")
     assert "error=access_denied" in cancelled and "code=" not in cancelled
+
+
+# -- the flows --------------------------------------------------------------------------------
+VERIFIER = "pkce-verifier-" + "x" * 40
+REDIRECT_URI = "http://localhost/admin/own-smtp/oauth/callback/"
+
+
+@pytest.fixture
+def site():
+    return make_site()
+
+
+def oauth_settings(site, server, method, secret, **fields):
+    """The site's settings as an editor saves them for an OAuth login (admin form not used)."""
+    smtp_settings, _created = SmtpSettings.objects.get_or_create(site=site)
+    smtp_settings.delivery_mode = "own"
+    smtp_settings.host = "localhost"
+    smtp_settings.port = server.port
+    smtp_settings.security = "starttls"
+    smtp_settings.from_email = SMTP_USER
+    smtp_settings.from_name = "Customer Surveys"
+    smtp_settings.username = ""
+    smtp_settings.auth_method = method
+    if method == AuthMethod.MICROSOFT_APP:
+        smtp_settings.oauth_tenant = OAUTH_TENANT
+        smtp_settings.oauth_client_id = OAUTH_APP_CLIENT_ID
+    for name, value in fields.items():
+        setattr(smtp_settings, name, value)
+    smtp_settings.set_password(secret)
+    smtp_settings.save()
+    return smtp_settings
+
+
+def save_and_confirm(client, smtp_settings, server):
+    """settings_saved sends the confirmation through ``server``; the link is clicked."""
+    already = len(server.received)
+    result = verification.settings_saved(smtp_settings)
+    assert result is not None and result.failure is None, result and result.failure
+    received = server.wait_for(already + 1)[already]
+    assert (received.auth_mechanism, received.authenticated_as) == ("XOAUTH2", SMTP_USER)
+    assert received.tls and received.rcpt_tos == [SMTP_USER]
+    response = client.post(verify_url(link_token(received)))
+    assert response.status_code == 302
+    smtp_settings.refresh_from_db()
+    assert smtp_settings.verification_status == "verified"
+    return received
+
+
+def sign_in(provider, name, login_hint=SMTP_USER, decision="accept"):
+    """The editor's browser: the authorize URL, "Accept" on the provider's page, back with a code.
+
+    Returns the query of the URL the provider sends the browser back to.
+    """
+    url = oauth.authorization_url(
+        name, REDIRECT_URI, state="state-1", code_verifier=VERIFIER, login_hint=login_hint
+    )
+    landing = provider.approve(url, decision=decision)
+    assert landing.startswith(REDIRECT_URI + "?")
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(landing).query))
+    assert query["state"] == "state-1"
+    return query
+
+
+def connect_account(provider, name):
+    """Sign in and exchange the code: the refresh token the settings store."""
+    return oauth.exchange_code(name, REDIRECT_URI, sign_in(provider, name)["code"], VERIFIER)
+
+
+def queue(count, prefix="m"):
+    for i in range(count):
+        EmailMessage(
+            f"{prefix}{i}", f"Body {i}", "surveys@platform.example", [f"{prefix}{i}@ex.org"]
+        ).send()
+
+
+def delivered(server):
+    """(queued messages delivered, lost, duplicated), counted at the server by Message-ID."""
+
+    def unique_part(message):
+        return message["Message-ID"].strip("<>").rpartition("@")[0]
+
+    expected = {
+        unique_part(message_from_bytes(bytes(raw), policy=policy.default))
+        for raw in OutboundMessage.objects.values_list("raw_message", flat=True)
+    }
+    seen = [unique_part(r.message) for r in server.received]
+    seen = [mid for mid in seen if mid in expected]  # not the confirmations
+    return len(set(seen)), len(expected - set(seen)), len(seen) - len(set(seen))
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("real_backend")
+def test_microsoft_app_registration_confirms_and_sends_with_one_token(
+    client, site, identity_provider, xoauth2_server
+):
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    queue(3)
+    report = dispatch(budget_seconds=5)
+
+    assert report.sent == 3 and report.paused_sites == []
+    assert delivered(xoauth2_server) == (3, 0, 0)
+    assert all(r.auth_mechanism == "XOAUTH2" for r in xoauth2_server.received)
+    assert statuses() == {"sent": 3}
+    # Two connections (confirmation, dispatch) within the token's lifetime: one token request.
+    assert identity_provider.count("client_credentials") == 1
+    assert xoauth2_server.xoauth2_logins == [(SMTP_USER, True), (SMTP_USER, True)]
+    assert stored(site).verified_auth_method == AuthMethod.MICROSOFT_APP
+    assert stored(site).verified_oauth_tenant == OAUTH_TENANT
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("real_backend")
+def test_a_token_expiring_mid_queue_is_renewed_and_nothing_is_lost(
+    client, site, identity_provider, xoauth2_server
+):
+    # 62 s: our clock renews a token 60 s before it expires, so this one is good for 2 s.
+    identity_provider.access_token_lifetime = 62
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET, min_interval=1
+    )
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    queue(6)
+
+    first = dispatch(budget_seconds=1.5)  # a part of the queue, one message a second
+    assert 1 <= first.sent < 6
+    time.sleep(2.2)
+    identity_provider.expire_access_tokens()  # and the provider's clock agrees
+    rest = dispatch(until_empty=True)
+
+    assert first.sent + rest.sent == 6 and rest.paused_sites == []
+    assert delivered(xoauth2_server) == (6, 0, 0)
+    assert statuses() == {"sent": 6}
+    assert identity_provider.count("client_credentials") == 2  # renewed once
+    assert all(accepted for _user, accepted in xoauth2_server.xoauth2_logins)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("real_backend")
+def test_a_cached_token_the_server_refuses_is_renewed_once(
+    client, site, identity_provider, xoauth2_server
+):
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    identity_provider.revoke_access_tokens()  # not expired by our clock, refused by the server
+    queue(2)
+
+    report = dispatch(budget_seconds=5)
+
+    assert report.sent == 2 and report.paused_sites == []
+    assert delivered(xoauth2_server) == (2, 0, 0)
+    assert identity_provider.count("client_credentials") == 2
+    assert xoauth2_server.xoauth2_logins == [
+        (SMTP_USER, True),  # the confirmation
+        (SMTP_USER, False),  # the cached token
+        (SMTP_USER, True),  # a fresh one
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", [AuthMethod.MICROSOFT, AuthMethod.GOOGLE])
+@pytest.mark.usefixtures("real_backend")
+def test_sign_in_then_revoked_consent_pauses_and_reconnecting_resumes(
+    client, site, identity_provider, xoauth2_server, name
+):
+    # Tokens live 30 s, within the renewal margin: every connection asks the provider.
+    identity_provider.access_token_lifetime = 30
+    refresh_token = connect_account(identity_provider, name)
+    assert refresh_token == identity_provider.latest_refresh_token(SMTP_USER)
+    smtp_settings = oauth_settings(site, xoauth2_server, name, refresh_token)
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    assert identity_provider.count("authorization_code") == 1
+    assert identity_provider.count("refresh_token") == 1
+
+    queue(2, prefix="a")
+    assert dispatch(budget_seconds=5).sent == 2
+    assert identity_provider.count("refresh_token") == 2
+
+    # The user revokes the consent (or an admin resets the password).
+    identity_provider.revoke_refresh_tokens(SMTP_USER)
+    identity_provider.expire_access_tokens()
+    queue(3, prefix="b")
+    report = dispatch(budget_seconds=5)
+
+    assert report.sent == 0 and report.failed == 0 and report.paused_sites == [site.pk]
+    smtp_settings = stored(site)
+    assert smtp_settings.sending_paused and smtp_settings.verification_status == "failed"
+    expected = (
+        "AADSTS50173: " if name == AuthMethod.MICROSOFT else "Token has been expired or revoked."
+    )
+    assert smtp_settings.last_error.startswith("invalid_grant: ")
+    assert expected in smtp_settings.last_error
+    assert "Connect account" in smtp_settings.last_error_hint
+    assert statuses() == {"sent": 2, "queued": 3}
+
+    # The editor connects the account again and confirms: the waiting mail goes.
+    smtp_settings.set_password(connect_account(identity_provider, name))
+    smtp_settings.save()
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    report = dispatch(budget_seconds=5)
+
+    assert report.sent == 3
+    assert statuses() == {"sent": 5}
+    assert delivered(xoauth2_server) == (5, 0, 0)
+    assert not stored(site).sending_paused
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("real_backend")
+def test_microsoft_rotates_the_refresh_token_and_the_new_one_is_kept(
+    client, site, identity_provider, xoauth2_server
+):
+    identity_provider.access_token_lifetime = 30
+    identity_provider.retire_rotated_refresh_tokens = True  # strict: an old one no longer works
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT, connect_account(identity_provider, "microsoft")
+    )
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+
+    for batch in range(3):
+        queue(1, prefix=f"r{batch}")
+        assert dispatch(budget_seconds=5).sent == 1
+
+    assert identity_provider.count("refresh_token") == 4
+    smtp_settings = stored(site)
+    assert smtp_settings.verification_status == "verified" and not smtp_settings.sending_paused
+    latest = identity_provider.latest_refresh_token(SMTP_USER)
+    assert crypto.decrypt(bytes(smtp_settings.verified_password_ciphertext)) == latest
+
+
+@pytest.mark.django_db
+def test_an_expired_client_secret_fails_the_confirmation_with_the_providers_words(
+    site, identity_provider, xoauth2_server
+):
+    identity_provider.expire_client_secret(OAUTH_APP_CLIENT_ID)
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+
+    result = verification.settings_saved(smtp_settings)
+
+    assert result.failure is not None
+    smtp_settings = stored(site)
+    assert smtp_settings.verification_status == "failed"
+    assert smtp_settings.last_error.startswith("invalid_client: AADSTS7000222: ")
+    assert "client secret" in smtp_settings.last_error_hint
+    assert xoauth2_server.received == [] and xoauth2_server.xoauth2_logins == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("outage", ["503", "closed port"])
+@pytest.mark.usefixtures("real_backend")
+def test_an_unreachable_token_endpoint_defers_the_mail_and_does_not_pause(
+    client, site, identity_provider, xoauth2_server, outage
+):
+    identity_provider.access_token_lifetime = 30
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    if outage == "503":
+        identity_provider.outage_status = 503
+    else:
+        identity_provider.stop()
+    queue(2)
+
+    report = dispatch(budget_seconds=5)
+
+    assert report.deferred == 2 and report.paused_sites == []
+    assert statuses() == {"deferred": 2}
+    assert not stored(site).sending_paused
+    assert stored(site).verification_status == "verified"
+    assert len(xoauth2_server.received) == 1  # the confirmation only
+    for message in OutboundMessage.objects.all():
+        assert message.last_error
