@@ -10,6 +10,7 @@ the demo with SIGINT and checks that every process is gone.
 """
 
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -84,12 +85,13 @@ def check(condition, message):
 
 def main():
     var = Path(tempfile.mkdtemp(prefix="survey-demo-"))
-    ports = {name: free_port() for name in ("http", "own", "platform")}
+    ports = {name: free_port() for name in ("http", "own", "platform", "identity")}
     os.environ.update(
         SURVEY_DEMO_VAR=str(var),
         SURVEY_DEMO_HTTP_PORT=str(ports["http"]),
         SURVEY_DEMO_OWN_SMTP_PORT=str(ports["own"]),
         SURVEY_DEMO_PLATFORM_SMTP_PORT=str(ports["platform"]),
+        SURVEY_DEMO_IDENTITY_PORT=str(ports["identity"]),
     )
     first = subprocess.run([*MANAGE, "demo_setup"], check=True, capture_output=True, text=True)
     check("admin / admin-password" in first.stdout, "demo_setup creates the superuser")
@@ -125,6 +127,32 @@ def main():
             subject in page and "Own server" in page,
             "a message sent with STARTTLS + AUTH is listed",
         )
+        # OAuth: a token from the sign-in stand-in (the demo's app registration) opens AUTH XOAUTH2.
+        token = json.load(
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{ports['identity']}/survey-demo.example/oauth2/v2.0/token",
+                urllib.parse.urlencode(
+                    {
+                        "grant_type": "client_credentials",
+                        "client_id": "demo-app-registration",
+                        "client_secret": "demo-client-secret",
+                        "scope": "https://outlook.office365.com/.default",
+                    }
+                ).encode(),
+                timeout=10,
+            )
+        )["access_token"]
+        oauth_subject = f"OAuth smoke {uuid.uuid4().hex[:8]}"
+        message.replace_header("Subject", oauth_subject)
+        with smtplib.SMTP("localhost", ports["own"], timeout=10) as smtp:
+            smtp.starttls(context=context)
+            smtp.ehlo()
+            xoauth2 = f"user=demo@survey.example\x01auth=Bearer {token}\x01\x01"
+            smtp.auth("XOAUTH2", lambda challenge=None: xoauth2, initial_response_ok=True)
+            smtp.send_message(message)
+        status, page = browser.get("/demo-inbox/")
+        check(oauth_subject in page, "a message sent with AUTH XOAUTH2 (token from the stand-in)")
+
         detail = re.search(r'href="(/demo-inbox/own/[^"]+/)"', page).group(1)
         status, page = browser.get(detail)
         check('href="http://localhost/own-smtp/verify/example/"' in page, "its link is clickable")

@@ -1,12 +1,15 @@
-"""The demo's two mail servers: the site's own server and the platform's mail service.
+"""The demo's two mail servers (the site's own server and the platform's mail service) and the
+stand-in for Microsoft's and Google's sign-in.
 
-Both are the aiosmtpd server the test suite uses (``local_smtp.py``) and store what they receive
-in a Maildir each, which the demo inbox reads.
+Both servers are the aiosmtpd server the test suite uses (``local_smtp.py``) and store what they
+receive in a Maildir each, which the demo inbox reads. The own server takes a password or an
+OAuth access token from the stand-in (``local_identity.py``).
 """
 
 import socket
 
 from django.conf import settings
+from local_identity import LocalIdentityProvider
 from local_smtp import LocalSmtpServer, make_certificates
 
 # Inbox label of each server, keyed as in ``maildirs()``.
@@ -46,12 +49,28 @@ def smtp_host():
     return "localhost" if first == "127.0.0.1" else "127.0.0.1"
 
 
+def identity_provider():
+    """The sign-in stand-in, with the platform's apps and the editor's app registration."""
+    identity = settings.DEMO_IDENTITY
+    provider = LocalIdentityProvider(
+        default_account=settings.DEMO_OWN_SMTP["username"], port=identity["port"]
+    )
+    for app in settings.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS.values():
+        provider.add_client(app["CLIENT_ID"], app["CLIENT_SECRET"])
+    provider.add_client(
+        identity["app_client_id"], identity["app_client_secret"], tenant=identity["app_tenant"]
+    )
+    return provider
+
+
 def start_servers():
-    """Start both servers; return them by key. The caller stops them."""
+    """Start both servers and the sign-in stand-in; return them by key. The caller stops them."""
     own = settings.DEMO_OWN_SMTP
     platform = settings.DEMO_PLATFORM_SMTP
     maildir = maildirs()
+    identity = identity_provider()
     servers = {
+        "identity": identity,
         "own": LocalSmtpServer(
             security="starttls",
             credentials=(own["username"], own["password"]),
@@ -59,6 +78,7 @@ def start_servers():
             port=own["port"],
             maildir=maildir["own"],
             ident="survey demo: own server",
+            xoauth2=identity,
         ),
         "platform": LocalSmtpServer(
             security="none",

@@ -17,6 +17,7 @@ def demo_summary(site):
     survey = SurveyPage.objects.live().descendant_of(site.root_page).first()
     survey_url = survey.get_full_url() if survey else "(none: run demo_setup)"
     own = settings.DEMO_OWN_SMTP
+    identity = settings.DEMO_IDENTITY
     username, password = SUPERUSER
     return f"""
 Survey demo
@@ -38,4 +39,10 @@ In "Own SMTP server" enter:
   Limits           e.g. minimum interval 2 seconds, maximum per hour 30
 Save, open the confirmation message in the demo inbox and click its link.
 The platform's mail service is the second demo server, port {settings.DEMO_PLATFORM_SMTP["port"]}.
+
+Or log in with OAuth instead of the password (a local stand-in plays Microsoft and Google):
+  Login "Microsoft 365: sign in" or "Google Workspace / Gmail: sign in": save, then
+      "Connect account" and "Accept" on the stand-in's page.
+  Login "Microsoft 365: app registration": tenant ID {identity["app_tenant"]},
+      client ID {identity["app_client_id"]}, client secret {identity["app_client_secret"]}.
 """

@@ -34,6 +34,33 @@ DEMO_PLATFORM_SMTP = {
 }
 DEMO_CERTIFICATES_DIR = VAR_DIR / "certs"
 
+# OAuth in the demo: a local stand-in for Microsoft's and Google's sign-in (the real ones are not
+# reachable from a demo on localhost). The own server also accepts AUTH XOAUTH2 with its tokens.
+DEMO_IDENTITY = {
+    "port": int(os.environ.get("SURVEY_DEMO_IDENTITY_PORT", "2527")),
+    # An editor's Microsoft 365 app registration (client credentials).
+    "app_tenant": "survey-demo.example",
+    "app_client_id": "demo-app-registration",
+    "app_client_secret": "demo-client-secret",
+}
+_identity = f"http://127.0.0.1:{DEMO_IDENTITY['port']}"
+# The platform's own apps for "Connect account" (on a real platform: registered with Microsoft and
+# Google, see docs/oauth.md).
+WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {
+    "microsoft": {
+        "CLIENT_ID": "demo-platform-microsoft-app",
+        "CLIENT_SECRET": "demo-platform-microsoft-secret",
+        "AUTHORIZE_URL": _identity + "/{tenant}/oauth2/v2.0/authorize",
+        "TOKEN_URL": _identity + "/{tenant}/oauth2/v2.0/token",
+    },
+    "google": {
+        "CLIENT_ID": "demo-platform-google-app",
+        "CLIENT_SECRET": "demo-platform-google-secret",
+        "AUTHORIZE_URL": _identity + "/google/auth",
+        "TOKEN_URL": _identity + "/google/token",
+    },
+}
+
 if django.VERSION >= (6, 1):
     MAILERS["platform"]["OPTIONS"].update(host="127.0.0.1", port=DEMO_PLATFORM_SMTP["port"])  # noqa: F405
 else:

@@ -7,8 +7,9 @@ from django.core.management.base import BaseCommand
 
 class Command(BaseCommand):
     help = (
-        "Run the demo's mail servers until stopped: the site's own server (STARTTLS, AUTH) and "
-        "the platform's mail service, both storing into Maildirs the demo inbox reads."
+        "Run the demo's mail servers until stopped: the site's own server (STARTTLS, AUTH by "
+        "password or OAuth) and the platform's mail service, both storing into Maildirs the demo "
+        "inbox reads, and the stand-in for Microsoft's and Google's sign-in."
     )
     requires_system_checks = []
 
@@ -25,6 +26,7 @@ class Command(BaseCommand):
                 f"user {username}, password {password}\n"
                 f"{SERVER_LABELS['platform']}: 127.0.0.1:{servers['platform'].port}, "
                 "no TLS, no login\n"
+                f"Sign-in stand-in (Microsoft 365, Google): {servers['identity'].url}\n"
                 "Demo mail servers ready."
             )
             self.stdout.flush()

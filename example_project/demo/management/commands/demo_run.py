@@ -75,7 +75,8 @@ class Command(BaseCommand):
             Child("django-q2 cluster", [*manage, "qcluster"]),
             Child("web server", [*manage, "runserver", f"127.0.0.1:{http_port}"], http_port),
         ]
-        ports = [settings.DEMO_PLATFORM_SMTP["port"]] + [c.port for c in children if c.port]
+        ports = [settings.DEMO_PLATFORM_SMTP["port"], settings.DEMO_IDENTITY["port"]]
+        ports += [c.port for c in children if c.port]
         if busy := [port for port in ports if answers(port)]:
             raise CommandError(f"Port(s) {busy} already in use: is another demo running?")
 
