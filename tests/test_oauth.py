@@ -3,6 +3,7 @@ loopback standing in for Microsoft's identity platform and Google's OAuth endpoi
 
 import base64
 import json
+import logging
 import smtplib
 import ssl
 import time
@@ -10,9 +11,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 from django.core.mail import EmailMessage
+from django.db import connection
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
 from example_project.local_identity import MICROSOFT_APP_SCOPE, s256
 from tests.conftest import (
@@ -21,13 +26,14 @@ from tests.conftest import (
     OAUTH_TENANT,
     PLATFORM_GOOGLE_CLIENT_ID,
     PLATFORM_GOOGLE_CLIENT_SECRET,
+    PLATFORM_MICROSOFT_CLIENT_SECRET,
     SMTP_USER,
 )
 from tests.delivery_helpers import real_backend, statuses
 from tests.helpers_admin import link_token, make_site, stored, verify_url
-from wagtail_own_smtp import crypto, oauth, verification
+from wagtail_own_smtp import crypto, oauth, transport, verification
 from wagtail_own_smtp.dispatch import dispatch
-from wagtail_own_smtp.models import AuthMethod, OutboundMessage, SmtpSettings
+from wagtail_own_smtp.models import AccessToken, AuthMethod, OutboundMessage, SmtpSettings
 
 __all__ = ["real_backend"]
 
@@ -425,3 +431,121 @@ def test_an_unreachable_token_endpoint_defers_the_mail_and_does_not_pause(
     assert len(xoauth2_server.received) == 1  # the confirmation only
     for message in OutboundMessage.objects.all():
         assert message.last_error
+
+
+# -- secrets ----------------------------------------------------------------------------------
+def walk_every_oauth_flow(client, site, provider, server):
+    """App registration, both sign-ins with a rotated refresh token, a revoked consent and an
+    expired secret: every place a secret or token passes. Returns the failures raised."""
+    provider.access_token_lifetime = 30  # every connection asks for a token
+    failures = []
+    smtp_settings = oauth_settings(site, server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET)
+    save_and_confirm(client, smtp_settings, server)
+    queue(1, prefix="app")
+    dispatch(budget_seconds=5)
+    for name in (AuthMethod.MICROSOFT, AuthMethod.GOOGLE):
+        smtp_settings = oauth_settings(site, server, name, connect_account(provider, name))
+        save_and_confirm(client, smtp_settings, server)
+        queue(1, prefix=name)
+        dispatch(budget_seconds=5)
+    provider.revoke_refresh_tokens()
+    queue(1, prefix="revoked")
+    dispatch(budget_seconds=5)
+    assert stored(site).sending_paused  # the refusal path ran
+    for refresh_token in provider.issued_secrets():  # token endpoint refusals, raised
+        try:
+            oauth.exchange_code("microsoft", REDIRECT_URI, refresh_token, VERIFIER)
+        except transport.SmtpFailure as failure:
+            failures.append(failure)
+    provider.expire_client_secret(OAUTH_APP_CLIENT_ID)
+    smtp_settings = oauth_settings(site, server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET)
+    result = verification.settings_saved(smtp_settings)
+    failures.append(result.failure)
+    assert "AADSTS7000222" in stored(site).last_error
+    return failures
+
+
+def oauth_secrets(provider):
+    """Every secret of the flows, as text and in the forms it travels in."""
+    plain = [
+        OAUTH_APP_CLIENT_SECRET,
+        PLATFORM_MICROSOFT_CLIENT_SECRET,
+        PLATFORM_GOOGLE_CLIENT_SECRET,
+        VERIFIER,
+        *provider.issued_secrets(),
+    ]
+    assert len(plain) > 10, "no tokens were issued: the check would be empty"
+    forms = []
+    for secret in plain:
+        forms += [secret.encode(), urllib.parse.quote(secret, safe="").encode()]
+    xoauth2 = [
+        f"user={SMTP_USER}\x01auth=Bearer {token}\x01\x01" for token in provider.access_tokens
+    ]
+    forms += [base64.b64encode(blob.encode()) for blob in xoauth2]
+    return forms
+
+
+def assert_no_oauth_secret(text, secrets, where):
+    if isinstance(text, str):
+        text = text.encode()
+    for secret in secrets:
+        assert secret not in text, f"a secret or token shows in {where}"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("real_backend")
+def test_no_secret_or_token_in_the_database_logs_or_errors(
+    client, site, identity_provider, xoauth2_server, caplog
+):
+    with caplog.at_level(logging.DEBUG):
+        for name in ("urllib3", "requests", "authlib", "wagtail_own_smtp", "django_q"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        failures = walk_every_oauth_flow(client, site, identity_provider, xoauth2_server)
+    secrets = oauth_secrets(identity_provider)
+
+    # The log: this app's records, Authlib's, requests' and urllib3's (the token requests).
+    assert any(r.name.startswith("urllib3") for r in caplog.records), "urllib3 did not log"
+    for record in caplog.records:
+        assert_no_oauth_secret(record.getMessage(), secrets, f"the log record {record.name}")
+        assert_no_oauth_secret(repr(record.args), secrets, f"the log arguments of {record.name}")
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            assert_no_oauth_secret(text, secrets, record.name)
+
+    # The errors raised and shown.
+    assert len(failures) > 5
+    for failure in failures:
+        shown = f"{failure} {failure!r} {failure.hint} {failure.args!r}"
+        assert_no_oauth_secret(shown, secrets, "an error")
+    smtp_settings = stored(site)
+    for params in (smtp_settings.current_params(), smtp_settings.verified_params()):
+        assert_no_oauth_secret(repr(params), secrets, "the connection parameters")
+
+    # Every table, row by row (PostgreSQL too), and the task queue's payloads.
+    seen_ciphertext = False
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            for row in cursor.fetchall():
+                for value in row:
+                    if isinstance(value, memoryview | bytes):
+                        value = bytes(value)
+                        seen_ciphertext |= value.startswith(b"gAAAAA")
+                    assert_no_oauth_secret(
+                        value if isinstance(value, bytes) else str(value), secrets, table
+                    )
+    assert seen_ciphertext, "no encrypted secret was found: the scan saw nothing"
+    assert AccessToken.objects.exists(), "no access token is cached: the scan missed it"
+    for payload in OrmQ.objects.values_list("payload", flat=True):
+        assert_no_oauth_secret(repr(SignedPackage.loads(payload)), secrets, "a task")
+
+    # The raw SQLite file, with its journal.
+    if connection.vendor == "sqlite":
+        path = Path(connection.settings_dict["NAME"])
+        raw = b"".join(
+            candidate.read_bytes()
+            for candidate in [path, Path(f"{path}-wal"), Path(f"{path}-journal")]
+            if candidate.exists()
+        )
+        assert OAUTH_TENANT.encode() in raw, "the settings are not in the file: nothing checked"
+        assert_no_oauth_secret(raw, secrets, "the SQLite file")
