@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers_admin import edit_url, form_data, make_site, save_settings, stored
 from wagtail_own_smtp import presets
+from wagtail_own_smtp.models import AuthMethod
 
 pytestmark = pytest.mark.django_db
 
@@ -38,16 +39,38 @@ def test_google_workspace_and_gmail():
     for key in ("google_workspace", "gmail"):
         assert values(key)["host"] == "smtp.gmail.com"
         assert (values(key)["port"], values(key)["security"]) == (587, "starttls")
+        # Google takes no account password from apps: sign in (or an app password).
+        assert values(key)["auth_method"] == "google"
+        assert "only app passwords or OAuth" in str(presets.BY_KEY[key].note)
     assert values("google_workspace")["max_per_day"] == 2000
     assert values("gmail")["max_per_day"] == 500
 
 
-def test_microsoft_365():
-    m365 = values("microsoft365")
-    assert (m365["host"], m365["port"], m365["security"]) == ("smtp.office365.com", 587, "starttls")
-    assert m365["max_per_day"] == 10000
-    # 30 messages a minute: one every 2 seconds.
-    assert 60 / m365["min_interval"] == 30
+def test_microsoft_365_by_sign_in_and_by_app_registration():
+    for key, method in (("microsoft365", "microsoft"), ("microsoft365_app", "microsoft_app")):
+        m365 = values(key)
+        assert (m365["host"], m365["port"], m365["security"]) == (
+            "smtp.office365.com",
+            587,
+            "starttls",
+        )
+        assert m365["auth_method"] == method
+        assert m365["max_per_day"] == 10000
+        # 30 messages a minute: one every 2 seconds.
+        assert 60 / m365["min_interval"] == 30
+        note = str(presets.BY_KEY[key].note)
+        assert "end of December 2026" in note
+        assert "550 5.7.30 or 535 5.7.3" in note
+    assert presets.BY_KEY["microsoft365_app"].label == "Microsoft 365 (app registration)"
+
+
+def test_every_login_a_preset_chooses_exists():
+    methods = {value for value, _label in AuthMethod.choices}
+    for preset in presets.PRESETS:
+        if "auth_method" in preset.values:
+            assert preset.values["auth_method"] in methods
+    # A password-only provider puts "Password" back after an OAuth preset.
+    assert values("ionos")["auth_method"] == values("strato")["auth_method"] == "password"
 
 
 def test_ionos_and_strato():
@@ -68,7 +91,13 @@ def test_every_preset_names_its_source():
     for preset in presets.PRESETS:
         if set(preset.values) & set(presets.LIMIT_FIELDS):
             assert "as published by" in str(preset.note).lower()
-    for name in ("support.google.com/a/answer/166852", "Exchange Online limits", "IONOS Help"):
+    for name in (
+        "support.google.com/a/answer/166852",
+        "Exchange Online limits",
+        "IONOS Help",
+        "support.google.com/a/answer/14114704",
+        "Exchange Online to\n  retire Basic auth for Client Submission",
+    ):
         assert name in presets.__doc__
 
 
@@ -85,15 +114,19 @@ def test_form_renders_the_preset_select_with_data_for_the_script(admin_client, s
         "host": "smtp.office365.com",
         "port": "587",
         "security": "starttls",
+        "auth_method": "microsoft",
         "min_interval": "2",
         "max_per_hour": "",
         "max_per_day": "10000",
     }
+    assert data["microsoft365_app"]["values"]["auth_method"] == "microsoft_app"
     assert "Exchange Online limits" in data["microsoft365"]["note"]
     # Every filled field exists in the form under that name.
     for preset in data.values():
         for name in preset["values"]:
             assert f'name="{name}"' in html
+    # The login method is a radio group the script sets by value.
+    assert 'type="radio" name="auth_method" value="microsoft_app"' in html
     assert '<option value="google_workspace">Google Workspace</option>' in select
     assert '<script src="/static/wagtail_own_smtp/js/presets.js"></script>' in html
 
@@ -107,6 +140,7 @@ def test_a_preset_without_javascript_changes_nothing(admin_client, site, starttl
     smtp = stored(site)
     assert (smtp.host, smtp.port, smtp.security) == ("localhost", starttls_server.port, "starttls")
     assert smtp.min_interval == 0 and smtp.max_per_day == 40
+    assert smtp.auth_method == "password"
 
 
 def test_a_bad_preset_value_is_a_form_error_not_a_crash(admin_client, site):

@@ -1,8 +1,9 @@
-"""The settings form: a write-only password and validation that turns every bad input into a form
-error (never a 500)."""
+"""The settings form: write-only secrets (the password, the client secret) and validation that
+turns every bad input into a form error (never a 500)."""
 
 import hmac
 import ipaddress
+import json
 import re
 import unicodedata
 
@@ -14,6 +15,19 @@ from . import crypto, presets, transport
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_PASSWORD_LENGTH = 1024
+# Product names, not translated.
+PROVIDER_NAMES = {"microsoft": "Microsoft 365", "google": "Google"}
+
+# The fields each login method (models.AuthMethod) uses. The script hides the others; on save,
+# what they hold is ignored, so a password never becomes a client secret or a refresh token.
+METHOD_FIELDS = {
+    "password": ("username", "password", "remove_password"),
+    "microsoft_app": ("username", "oauth_tenant", "oauth_client_id", "client_secret"),
+    "microsoft": ("username", "oauth_tenant"),
+    "google": ("username",),
+}
+# Methods whose secret is typed into the form, and the field it is typed into.
+SECRET_FIELD = {"password": "password", "microsoft_app": "client_secret"}
 
 
 def _has_control_characters(value):
@@ -94,6 +108,13 @@ class ProviderPresetSelect(forms.Select):
         js = ["wagtail_own_smtp/js/presets.js"]
 
 
+class AuthMethodSelect(forms.RadioSelect):
+    """The login method: its script shows only the fields of the chosen method."""
+
+    class Media:
+        js = ["wagtail_own_smtp/js/auth-method.js"]
+
+
 class SmtpSettingsForm(WagtailAdminModelForm):
     # Not stored: the preset only fills the fields below it, in the browser.
     provider_preset = forms.ChoiceField(
@@ -119,6 +140,13 @@ class SmtpSettingsForm(WagtailAdminModelForm):
         required=False,
         help_text=_("For a server that needs no password."),
     )
+    client_secret = forms.CharField(
+        label=_("Client secret"),
+        required=False,
+        max_length=MAX_PASSWORD_LENGTH,
+        # Write-only like the password.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
 
     class Meta:
         field_classes = {"min_interval": FiniteDecimalField}
@@ -139,15 +167,63 @@ class SmtpSettingsForm(WagtailAdminModelForm):
         for name, text in field_help.items():
             if name in self.fields and not self.fields[name].help_text:
                 self.fields[name].help_text = text
+        # The method as stored: the secret stored belongs to it.
+        self.stored_auth_method = self.instance.auth_method
+        self._explain_login_fields()
+        if "auth_method" in self.fields:
+            # A post without the field (a page opened before an upgrade) keeps the stored method.
+            self.fields["auth_method"].required = False
+            self.fields["auth_method"].widget.attrs["data-own-smtp-auth-fields"] = json.dumps(
+                METHOD_FIELDS
+            )
         if "provider_preset" in self.fields:
             # Rendered per request, so the notes are in the editor's language.
             self.fields["provider_preset"].widget.attrs["data-own-smtp-presets"] = presets.as_json()
-        if "password" in self.fields:
-            self.fields["password"].help_text = (
-                _("A password is stored. Leave blank to keep it.")
-                if self.instance.has_password
-                else _("No password is stored.")
-            )
+
+    def _stored_secret_of(self, method):
+        return self.instance.has_password and self.stored_auth_method == method
+
+    def _explain_login_fields(self):
+        """Help texts that say which login method uses a field (all show without JavaScript)."""
+        texts = {
+            "auth_method": _(
+                "With OAuth, Microsoft 365 or Google issue the login instead of a password. To "
+                "sign in, save first, then click “Connect account” under Verification."
+            ),
+            "username": _(
+                "Password login: often the sender address; leave blank if the server needs no "
+                "login. OAuth: the mailbox to send from (blank: the sender address)."
+            ),
+            "password": (
+                _("Login “Password”. A password is stored. Leave blank to keep it.")
+                if self._stored_secret_of("password")
+                else _("Login “Password”. No password is stored.")
+            ),
+            "remove_password": _("Login “Password”: for a server that needs no password."),
+            "oauth_tenant": _(
+                "Microsoft 365: the directory (tenant) ID, such as "
+                "3f2c8a91-5b7d-4e0a-9c1f-6d2e8b4a7c05, or the organisation's domain. Required "
+                "for the app registration; when signing in, it limits the sign-in to that "
+                "organisation."
+            ),
+            "oauth_client_id": _(
+                "Microsoft 365 app registration: the application (client) ID of the app."
+            ),
+            "client_secret": (
+                _(
+                    "Microsoft 365 app registration: a client secret is stored. Leave blank to "
+                    "keep it."
+                )
+                if self._stored_secret_of("microsoft_app")
+                else _(
+                    "Microsoft 365 app registration: the value of a client secret of the app "
+                    "(not its ID)."
+                )
+            ),
+        }
+        for name, text in texts.items():
+            if name in self.fields:
+                self.fields[name].help_text = text
 
     def clean_host(self):
         host = self.cleaned_data.get("host", "")
@@ -194,6 +270,40 @@ class SmtpSettingsForm(WagtailAdminModelForm):
             )
         return password
 
+    def clean_auth_method(self):
+        return self.cleaned_data.get("auth_method") or self.stored_auth_method
+
+    def clean_oauth_tenant(self):
+        from .oauth import TENANT_PATTERN
+
+        tenant = self.cleaned_data.get("oauth_tenant", "").strip()
+        if tenant and not TENANT_PATTERN.match(tenant):
+            raise forms.ValidationError(
+                _(
+                    "Enter the directory (tenant) ID, such as "
+                    "3f2c8a91-5b7d-4e0a-9c1f-6d2e8b4a7c05, or a domain such as "
+                    "contoso.onmicrosoft.com."
+                ),
+                code="invalid_tenant",
+            )
+        return tenant
+
+    def clean_oauth_client_id(self):
+        client_id = self._single_line("oauth_client_id").strip()
+        if any(char.isspace() for char in client_id):
+            raise forms.ValidationError(
+                _("The client ID contains no spaces."), code="invalid_client_id"
+            )
+        return client_id
+
+    def clean_client_secret(self):
+        secret = self.cleaned_data.get("client_secret", "")
+        if secret and _has_control_characters(secret):
+            raise forms.ValidationError(
+                _("The client secret must not contain line breaks."), code="invalid_secret"
+            )
+        return secret
+
     def _single_line(self, name):
         value = self.cleaned_data.get(name, "")
         if value and _has_control_characters(value):
@@ -226,15 +336,61 @@ class SmtpSettingsForm(WagtailAdminModelForm):
                     code="limits",
                 ),
             )
-        if cleaned.get("password") and cleaned.get("remove_password"):
+        method = cleaned.get("auth_method") or self.stored_auth_method
+        if method == "password":
+            if cleaned.get("password") and cleaned.get("remove_password"):
+                self.add_error(
+                    "remove_password",
+                    forms.ValidationError(
+                        _("Either enter a new password or remove the stored one, not both."),
+                        code="password_conflict",
+                    ),
+                )
+        else:
+            self._clean_oauth(cleaned, method)
+        return cleaned
+
+    def _clean_oauth(self, cleaned, method):
+        from .oauth import PROVIDER_OF, is_configured
+
+        # Fields the method does not use are emptied: they would only void the confirmation.
+        for name in ("oauth_tenant", "oauth_client_id"):
+            if name not in METHOD_FIELDS[method] and name in cleaned:
+                cleaned[name] = ""
+        if cleaned.get("security") not in ("starttls", "ssl") and "security" not in self.errors:
             self.add_error(
-                "remove_password",
+                "security",
                 forms.ValidationError(
-                    _("Either enter a new password or remove the stored one, not both."),
-                    code="password_conflict",
+                    _(
+                        "OAuth sends an access token when logging in: choose STARTTLS or "
+                        "SSL/TLS, never an unencrypted connection."
+                    ),
+                    code="oauth_needs_tls",
                 ),
             )
-        return cleaned
+        if method == "microsoft_app":
+            required = {
+                "oauth_tenant": _("The app registration needs the directory (tenant) ID."),
+                "oauth_client_id": _("The app registration needs its application (client) ID."),
+            }
+            if not self._stored_secret_of("microsoft_app"):
+                required["client_secret"] = _("The app registration needs a client secret.")
+            for name, text in required.items():
+                if not cleaned.get(name) and name not in self.errors:
+                    self.add_error(name, forms.ValidationError(text, code="required"))
+        elif not is_configured(PROVIDER_OF[method]):
+            self.add_error(
+                "auth_method",
+                forms.ValidationError(
+                    _(
+                        "Signing in with %(provider)s is not set up on this platform. Its "
+                        "administrator registers an app and enters it in the setting "
+                        "WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS; until then choose another login."
+                    ),
+                    code="provider_not_configured",
+                    params={"provider": PROVIDER_NAMES[PROVIDER_OF[method]]},
+                ),
+            )
 
     def _check_address(self, host, port):
         try:
@@ -251,21 +407,29 @@ class SmtpSettingsForm(WagtailAdminModelForm):
 
     def save(self, commit=True):
         instance = super().save(commit=False)
-        password = self.cleaned_data.get("password")
-        if self.cleaned_data.get("remove_password"):
+        method = instance.auth_method
+        field = SECRET_FIELD.get(method)
+        secret = self.cleaned_data.get(field, "") if field else ""
+        if method != self.stored_auth_method:
+            # A password is not a client secret, nor a refresh token: a new method starts empty.
+            if secret:
+                instance.set_password(secret)
+            elif instance.has_password:
+                instance.set_password("")
+        elif method == "password" and self.cleaned_data.get("remove_password"):
             if instance.has_password:
                 instance.set_password("")
-        elif password and not self._is_stored_password(instance, password):
-            instance.set_password(password)
+        elif secret and not self._is_stored_secret(instance, secret):
+            instance.set_password(secret)
         if commit:
             instance.save()
             self.save_m2m()
         return instance
 
     @staticmethod
-    def _is_stored_password(instance, password):
-        # Typing the same password again is no change and needs no new confirmation.
+    def _is_stored_secret(instance, secret):
+        # Typing the same secret again is no change and needs no new confirmation.
         if not instance.has_password or not crypto.can_decrypt(instance.password_ciphertext):
             return False
         stored = crypto.decrypt(instance.password_ciphertext)
-        return hmac.compare_digest(stored.encode(), password.encode())
+        return hmac.compare_digest(stored.encode(), secret.encode())

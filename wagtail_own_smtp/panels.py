@@ -6,27 +6,40 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, Panel
 
 from . import crypto
-from .forms import security_hint
+from .forms import AuthMethodSelect, security_hint
 
 
 class VerificationStatusPanel(Panel):
-    """Verification state, the server's last reply, and the resend / connection test buttons."""
+    """Verification state, the server's last reply, the resend / connection test buttons, and for
+    a sign-in method the "Connect account" button."""
 
     class BoundPanel(Panel.BoundPanel):
         template_name = "wagtail_own_smtp/panels/verification_status.html"
 
         def get_context_data(self, parent_context=None):
             # Imported here: verification imports the models, which import this module.
+            from .models import SIGN_IN_METHODS
             from .verification import link_expires_at
 
             context = super().get_context_data(parent_context)
             smtp_settings = self.instance
             site_pk = smtp_settings.site_id
+            # The login as stored: a rejected form changed the instance, and the buttons act on
+            # what is saved.
+            auth_method = getattr(self.form, "stored_auth_method", smtp_settings.auth_method)
+            uses_sign_in = auth_method in SIGN_IN_METHODS
+            signed_in = uses_sign_in and smtp_settings.has_password
             context.update(
                 settings=smtp_settings,
                 status=smtp_settings.verification_status,
                 status_label=smtp_settings.get_verification_status_display(),
+                auth_method=auth_method,
+                uses_sign_in=uses_sign_in,
                 has_password=smtp_settings.has_password,
+                account_connected=signed_in,
+                connect_url=uses_sign_in
+                and site_pk
+                and reverse("wagtail_own_smtp_admin:oauth_connect", args=[site_pk]),
                 # A lost key must not break the page; the editor is told to enter it again.
                 password_undecryptable=(
                     smtp_settings.has_password
@@ -34,7 +47,12 @@ class VerificationStatusPanel(Panel):
                 ),
                 link_expires_at=link_expires_at(smtp_settings),
                 security_hint=security_hint(smtp_settings),
-                can_act=bool(site_pk and smtp_settings.host and smtp_settings.from_email),
+                can_act=bool(
+                    site_pk
+                    and smtp_settings.host
+                    and smtp_settings.from_email
+                    and (signed_in or not uses_sign_in)
+                ),
                 # A verified, running server needs no new link; a failed or paused one may.
                 can_resend=smtp_settings.verification_status != "verified",
                 resend_url=site_pk and reverse("wagtail_own_smtp_admin:resend", args=[site_pk]),
@@ -77,9 +95,13 @@ settings_panels = [
             FieldPanel("security"),
             FieldPanel("from_email"),
             FieldPanel("from_name"),
+            FieldPanel("auth_method", widget=AuthMethodSelect),
             FieldPanel("username"),
             FieldPanel("password"),
             FieldPanel("remove_password"),
+            FieldPanel("oauth_tenant"),
+            FieldPanel("oauth_client_id"),
+            FieldPanel("client_secret"),
         ],
         heading=_("Server parameters"),
     ),

@@ -1,4 +1,5 @@
-"""Provider presets for the settings form: server parameters and the limits providers publish.
+"""Provider presets for the settings form: server parameters, the login method and the limits
+providers publish.
 
 Choosing a preset fills the form in the browser (``static/wagtail_own_smtp/js/presets.js``); the
 choice itself is not stored and the editor can change every value afterwards. The caps count
@@ -13,10 +14,19 @@ change them; the page is the authority.
   10,000 recipients a day, 3,000 external recipients a day. Preset: 2,000 a day.
 - Gmail (free account): "Gmail sending limits" / "Limits for sending & getting mail" (Gmail Help,
   support.google.com/mail/answer/22839): 500 a day. Preset: 500 a day.
+- Both Google presets sign in with Google (OAuth): Google accepts no account password from apps,
+  only an app password (with 2-step verification) or OAuth ("Sign in with app passwords",
+  support.google.com/accounts/answer/185833; "Transition from less secure apps to OAuth",
+  support.google.com/a/answer/14114704).
 - Microsoft 365 (Exchange Online): "Exchange Online limits", section "Sending limits"
   (learn.microsoft.com, Exchange Online service description): recipient rate limit 10,000
   recipients a day, message rate limit 30 messages a minute. Preset: 10,000 a day and one
-  message every 2 seconds.
+  message every 2 seconds. Two presets, the same server: signing in with Microsoft, or the
+  organisation's own app registration (client credentials, SMTP.SendAsApp). Microsoft ends
+  password login (basic auth) for SMTP AUTH client submission: as announced ("Exchange Online to
+  retire Basic auth for Client Submission (SMTP AUTH)", Exchange Team Blog, updated January
+  2026), it is off by default for existing tenants from the end of December 2026; the server
+  then answers 550 5.7.30 or 535 5.7.3.
 - IONOS (Mail Basic / Mail Business): "What are the mass mailing limits?" (IONOS Help,
   ionos.com/help/email/general-topics/what-are-the-mass-mailing-limits), as published: 50 an
   hour in a contract's first week, 100 in the second, 400 up to day 30, then 500 an hour. (The
@@ -26,16 +36,18 @@ change them; the page is the authority.
 - STRATO: smtp.strato.de with SSL/TLS on port 465, the server STRATO's help pages give for mail
   programs. We found no sending rate published by STRATO that we could confirm, so the preset
   leaves the limits as they are: ask STRATO for the figure of your package.
+- IONOS and STRATO log in with a password.
 - Other provider: port 587 with STARTTLS, the usual submission port; nothing else changes.
 """
 
 import json
 from dataclasses import dataclass, field
 
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-# The form fields a preset may fill; a limit a preset leaves out keeps its value.
-SERVER_FIELDS = ("host", "port", "security")
+# The form fields a preset may fill; a field a preset leaves out keeps its value.
+SERVER_FIELDS = ("host", "port", "security", "auth_method")
 LIMIT_FIELDS = ("min_interval", "max_per_hour", "max_per_day")
 
 
@@ -55,6 +67,19 @@ class Preset:
         }
 
 
+_MICROSOFT_LIMITS = _(
+    "Limits as published by Microsoft (Exchange Online limits): 10,000 recipients a day and 30 "
+    "messages a minute. SMTP AUTH must be enabled for the mailbox."
+)
+_MICROSOFT_PASSWORDS_END = _(
+    "Microsoft ends password login for SMTP AUTH: from the end of December 2026 it is off by "
+    "default for existing tenants, and the server answers 550 5.7.30 or 535 5.7.3."
+)
+_GOOGLE_LOGIN = _(
+    "Google accepts only app passwords or OAuth, not the account password: sign in with Google, "
+    "or choose “Password” and enter an app password."
+)
+
 PRESETS = (
     Preset(
         "google_workspace",
@@ -63,13 +88,18 @@ PRESETS = (
             "host": "smtp.gmail.com",
             "port": 587,
             "security": "starttls",
+            "auth_method": "google",
             "min_interval": 0,
             "max_per_hour": None,
             "max_per_day": 2000,
         },
-        _(
-            "Limits as published by Google (Gmail sending limits in Google Workspace): "
-            "2,000 messages a day per user. With 2-step verification, use an app password."
+        format_lazy(
+            "{} {}",
+            _(
+                "Limits as published by Google (Gmail sending limits in Google Workspace): "
+                "2,000 messages a day per user."
+            ),
+            _GOOGLE_LOGIN,
         ),
     ),
     Preset(
@@ -79,13 +109,15 @@ PRESETS = (
             "host": "smtp.gmail.com",
             "port": 587,
             "security": "starttls",
+            "auth_method": "google",
             "min_interval": 0,
             "max_per_hour": None,
             "max_per_day": 500,
         },
-        _(
-            "Limits as published by Google (Gmail sending limits): 500 a day. With 2-step "
-            "verification, use an app password."
+        format_lazy(
+            "{} {}",
+            _("Limits as published by Google (Gmail sending limits): 500 a day."),
+            _GOOGLE_LOGIN,
         ),
     ),
     Preset(
@@ -95,13 +127,38 @@ PRESETS = (
             "host": "smtp.office365.com",
             "port": 587,
             "security": "starttls",
+            "auth_method": "microsoft",
             "min_interval": 2,
             "max_per_hour": None,
             "max_per_day": 10000,
         },
-        _(
-            "Limits as published by Microsoft (Exchange Online limits): 10,000 recipients a day "
-            "and 30 messages a minute. SMTP AUTH must be enabled for the mailbox."
+        format_lazy(
+            "{} {} {}",
+            _MICROSOFT_LIMITS,
+            _("Save, then click “Connect account” and sign in with the mailbox's account."),
+            _MICROSOFT_PASSWORDS_END,
+        ),
+    ),
+    Preset(
+        "microsoft365_app",
+        _("Microsoft 365 (app registration)"),
+        {
+            "host": "smtp.office365.com",
+            "port": 587,
+            "security": "starttls",
+            "auth_method": "microsoft_app",
+            "min_interval": 2,
+            "max_per_hour": None,
+            "max_per_day": 10000,
+        },
+        format_lazy(
+            "{} {} {}",
+            _MICROSOFT_LIMITS,
+            _(
+                "Enter the tenant ID, client ID and client secret of your organisation's app "
+                "registration (permission SMTP.SendAsApp)."
+            ),
+            _MICROSOFT_PASSWORDS_END,
         ),
     ),
     Preset(
@@ -111,6 +168,7 @@ PRESETS = (
             "host": "smtp.ionos.de",
             "port": 587,
             "security": "starttls",
+            "auth_method": "password",
             "min_interval": 0,
             "max_per_hour": 500,
             "max_per_day": None,
@@ -123,7 +181,7 @@ PRESETS = (
     Preset(
         "strato",
         _("STRATO"),
-        {"host": "smtp.strato.de", "port": 465, "security": "ssl"},
+        {"host": "smtp.strato.de", "port": 465, "security": "ssl", "auth_method": "password"},
         _(
             "No sending limit published by STRATO could be confirmed: ask STRATO for your "
             "package's limit. The limits stay as they are."

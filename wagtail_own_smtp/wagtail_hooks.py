@@ -1,4 +1,5 @@
-"""Admin wiring: confirmation after a save, and the status panel's actions."""
+"""Admin wiring: confirmation after a save, and the status panel's actions (with the OAuth
+sign-in)."""
 
 from django.urls import include, path, reverse
 from django.utils.translation import gettext_lazy as _
@@ -26,6 +27,9 @@ def confirm_changed_server(request, instance):
 _admin_urls = [
     path("<int:site_pk>/send-confirmation/", views.resend_confirmation, name="resend"),
     path("<int:site_pk>/test-connection/", views.test_connection, name="test_connection"),
+    path("<int:site_pk>/oauth/connect/", views.oauth_connect, name="oauth_connect"),
+    # One fixed address for every site: the providers accept only registered redirect URIs.
+    path("oauth/callback/", views.oauth_callback, name="oauth_callback"),
     *outbox.urlpatterns,
 ]
 

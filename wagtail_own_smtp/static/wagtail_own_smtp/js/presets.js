@@ -2,8 +2,8 @@
  * Provider presets for the "Own SMTP server" settings form (no build step).
  *
  * The select carries the presets as JSON in data-own-smtp-presets. Choosing one fills host,
- * port, encryption and the published limits; every field stays editable. Without this script
- * the select is inert: the server ignores its value.
+ * port, encryption, the login method and the published limits; every field stays editable.
+ * Without this script the select is inert: the server ignores its value.
  *
  * Moving through the options with the arrow keys applies each one in turn, so every choice
  * starts again from the values the editor had before the first preset: only the chosen
@@ -12,15 +12,25 @@
 (function () {
   'use strict';
 
+  // The inputs of a form field: one, or all the radio buttons of a choice (a RadioNodeList).
+  function inputsOf(field) {
+    return typeof field.length === 'number' && !field.options ? Array.from(field) : [field];
+  }
+
   function setField(form, name, value) {
     var field = form.elements.namedItem(name);
     if (!field || field.value === value) {
       return;
     }
+    // On a RadioNodeList this checks the radio button with that value.
     field.value = value;
-    // Tell Wagtail's unsaved-changes tracking and any other listener.
-    field.dispatchEvent(new Event('input', { bubbles: true }));
-    field.dispatchEvent(new Event('change', { bubbles: true }));
+    // Tell Wagtail's unsaved-changes tracking, the login method's script and any other listener.
+    inputsOf(field).forEach(function (input) {
+      if (input.type !== 'radio' || input.checked) {
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+      }
+    });
   }
 
   function setUp(select) {
@@ -83,10 +93,15 @@
 
     // Once the editor types into a field, their values are the ones to return to.
     names.forEach(function (name) {
-      form.elements.namedItem(name).addEventListener('input', function (event) {
-        if (event.isTrusted) {
-          before = null;
-        }
+      inputsOf(form.elements.namedItem(name)).forEach(function (input) {
+        // Radio buttons clicked by the editor send "change" (and "input" in newer browsers).
+        ['input', 'change'].forEach(function (type) {
+          input.addEventListener(type, function (event) {
+            if (event.isTrusted) {
+              before = null;
+            }
+          });
+        });
       });
     });
   }
