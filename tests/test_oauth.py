@@ -273,12 +273,12 @@ def test_a_token_expiring_mid_queue_is_renewed_and_nothing_is_lost(
     # 62 s: our clock renews a token 60 s before it expires, so this one is good for 2 s.
     identity_provider.access_token_lifetime = 62
     smtp_settings = oauth_settings(
-        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET, min_interval=1
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET, min_interval=0.5
     )
     save_and_confirm(client, smtp_settings, xoauth2_server)
     queue(6)
 
-    first = dispatch(budget_seconds=1.5)  # a part of the queue, one message a second
+    first = dispatch(budget_seconds=0.8)  # a part of the queue, two messages a second
     assert 1 <= first.sent < 6
     time.sleep(2.2)
     identity_provider.expire_access_tokens()  # and the provider's clock agrees
@@ -431,6 +431,90 @@ def test_an_unreachable_token_endpoint_defers_the_mail_and_does_not_pause(
     assert len(xoauth2_server.received) == 1  # the confirmation only
     for message in OutboundMessage.objects.all():
         assert message.last_error
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("real_backend")
+def test_an_app_secret_expiring_later_pauses_the_site_and_keeps_the_mail(
+    client, site, identity_provider, xoauth2_server
+):
+    identity_provider.access_token_lifetime = 30
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    identity_provider.expire_client_secret(OAUTH_APP_CLIENT_ID)
+    queue(2)
+
+    report = dispatch(budget_seconds=5)
+
+    assert report.paused_sites == [site.pk] and report.failed == 0 and report.deferred == 0
+    assert statuses() == {"queued": 2}
+    smtp_settings = stored(site)
+    assert smtp_settings.sending_paused and smtp_settings.verification_status == "failed"
+    assert "AADSTS7000222: " in smtp_settings.last_error
+    assert "client secret" in smtp_settings.last_error_hint
+
+
+@pytest.mark.django_db
+def test_signing_in_with_another_account_than_the_sender_fails_the_confirmation(
+    site, identity_provider, xoauth2_server
+):
+    identity_provider.sign_in_as = "someone.else@customer.example"  # picked another account
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.GOOGLE, connect_account(identity_provider, "google")
+    )
+
+    result = verification.settings_saved(smtp_settings)
+
+    assert result.failure is not None
+    smtp_settings = stored(site)
+    assert smtp_settings.verification_status == "failed"
+    assert smtp_settings.last_error == "535 5.7.3 Authentication unsuccessful"
+    assert SMTP_USER in smtp_settings.last_error_hint
+    assert xoauth2_server.received == []
+    assert xoauth2_server.xoauth2_logins == [(SMTP_USER, False)]  # a fresh token: no retry
+
+
+@pytest.mark.django_db
+def test_a_server_without_xoauth2_fails_the_confirmation_before_asking_for_a_token(
+    site, identity_provider, starttls_server
+):
+    smtp_settings = oauth_settings(
+        site, starttls_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+
+    result = verification.settings_saved(smtp_settings)
+
+    assert result.failure is not None
+    assert stored(site).verification_status == "failed"
+    assert stored(site).last_error == "The server does not offer OAuth login (AUTH XOAUTH2)."
+    assert identity_provider.count("client_credentials") == 0
+    assert starttls_server.received == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("real_backend")
+def test_a_silent_token_endpoint_defers_within_the_timeout(
+    client, site, identity_provider, xoauth2_server, silent_server, settings
+):
+    identity_provider.access_token_lifetime = 30
+    smtp_settings = oauth_settings(
+        site, xoauth2_server, AuthMethod.MICROSOFT_APP, OAUTH_APP_CLIENT_SECRET
+    )
+    save_and_confirm(client, smtp_settings, xoauth2_server)
+    providers = settings.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS
+    providers["microsoft"]["TOKEN_URL"] = f"http://127.0.0.1:{silent_server.port}/{{tenant}}/t"
+    settings.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = providers
+    queue(2)
+
+    started = time.monotonic()
+    report = dispatch(budget_seconds=5)
+
+    assert time.monotonic() - started < settings.WAGTAIL_OWN_SMTP_TIMEOUT + 3
+    assert report.deferred == 2 and report.paused_sites == []
+    assert not stored(site).sending_paused
+    assert "in time" in OutboundMessage.objects.first().last_error
 
 
 # -- secrets ----------------------------------------------------------------------------------
