@@ -2,8 +2,15 @@
 
 import pytest
 
-from tests.conftest import SMTP_USER
+from tests.conftest import (
+    OAUTH_APP_CLIENT_ID,
+    OAUTH_APP_CLIENT_SECRET,
+    OAUTH_TENANT,
+    SMTP_PASSWORD,
+    SMTP_USER,
+)
 from tests.helpers_admin import edit_url, form_data, make_site, stored
+from wagtail_own_smtp import crypto
 from wagtail_own_smtp.forms import normalize_host
 from wagtail_own_smtp.models import MAX_PER_DAY, MAX_PER_HOUR
 
@@ -211,3 +218,194 @@ def test_an_idn_sender_domain_is_stored_as_punycode(admin_client, site, plain_se
     )
     assert response.status_code == 302
     assert stored(site).from_email == "umfragen@xn--bcher-kva.example"
+
+
+# -- the login method (OAuth) -------------------------------------------------------------------
+
+
+def oauth_post(client, site, method, **overrides):
+    return post(client, site, **{"auth_method": method, "password": "", **overrides})
+
+
+def app_registration(**overrides):
+    return {
+        "oauth_tenant": OAUTH_TENANT,
+        "oauth_client_id": OAUTH_APP_CLIENT_ID,
+        "client_secret": OAUTH_APP_CLIENT_SECRET,
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize("method", ["microsoft_app", "microsoft", "google"])
+def test_oauth_needs_an_encrypted_connection(admin_client, site, identity_provider, method):
+    errors = field_errors(
+        oauth_post(admin_client, site, method, security="none", **app_registration())
+    )
+    assert errors["security"] == [
+        "OAuth sends an access token when logging in: choose STARTTLS or SSL/TLS, never an "
+        "unencrypted connection."
+    ]
+    assert stored(site).auth_method == "password"
+
+
+def test_the_app_registration_needs_tenant_client_id_and_secret(admin_client, site):
+    errors = field_errors(
+        oauth_post(
+            admin_client,
+            site,
+            "microsoft_app",
+            **app_registration(oauth_tenant="", oauth_client_id="", client_secret=""),
+        )
+    )
+    assert errors["oauth_tenant"] == ["The app registration needs the directory (tenant) ID."]
+    assert errors["oauth_client_id"] == ["The app registration needs its application (client) ID."]
+    assert errors["client_secret"] == ["The app registration needs a client secret."]
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    ["contoso.onmicrosoft.com/../common", "a b", "-contoso", "tenant?x=1", "x" * 101, "ü.example"],
+)
+def test_a_tenant_is_a_guid_or_a_domain(admin_client, site, tenant):
+    errors = field_errors(
+        oauth_post(admin_client, site, "microsoft_app", **app_registration(oauth_tenant=tenant))
+    )
+    assert "oauth_tenant" in errors
+    assert not stored(site).has_password
+
+
+@pytest.mark.parametrize("method, name", [("microsoft", "Microsoft 365"), ("google", "Google")])
+def test_signing_in_needs_the_platforms_app(admin_client, site, settings, method, name):
+    settings.WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS = {}
+    errors = field_errors(oauth_post(admin_client, site, method))
+    [message] = errors["auth_method"]
+    assert message.startswith(f"Signing in with {name} is not set up on this platform.")
+    assert "WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS" in message
+
+
+def test_the_client_secret_is_write_only(admin_client, site, identity_provider, xoauth2_server):
+    # Rejected: the typed secret does not come back.
+    response = oauth_post(admin_client, site, "microsoft_app", port="0", **app_registration())
+    assert "port" in field_errors(response)
+    assert OAUTH_APP_CLIENT_SECRET not in response.text
+    assert not stored(site).has_password
+
+    # Saved: encrypted, not on the page, and the help text says one is stored.
+    response = oauth_post(
+        admin_client, site, "microsoft_app", port=xoauth2_server.port, **app_registration()
+    )
+    assert response.status_code == 302
+    smtp_settings = stored(site)
+    assert crypto.decrypt(smtp_settings.password_ciphertext) == OAUTH_APP_CLIENT_SECRET
+    assert OAUTH_APP_CLIENT_SECRET.encode() not in bytes(smtp_settings.password_ciphertext)
+    page = admin_client.get(edit_url(site)).text
+    assert OAUTH_APP_CLIENT_SECRET not in page
+    assert "a client secret is stored. Leave blank to keep it." in page
+    assert "A client secret is stored." in page  # the status panel
+
+    # Blank keeps it, and is no change that needs a new confirmation.
+    version = smtp_settings.password_version
+    response = oauth_post(
+        admin_client,
+        site,
+        "microsoft_app",
+        port=xoauth2_server.port,
+        **app_registration(client_secret=""),
+    )
+    assert response.status_code == 302
+    assert stored(site).password_version == version
+    assert crypto.decrypt(stored(site).password_ciphertext) == OAUTH_APP_CLIENT_SECRET
+
+
+def test_a_new_login_method_drops_the_stored_secret(
+    admin_client, site, identity_provider, xoauth2_server, starttls_server
+):
+    # A password is stored ...
+    assert post(admin_client, site, port=starttls_server.port).status_code == 302
+    assert crypto.decrypt(stored(site).password_ciphertext) == SMTP_PASSWORD
+
+    # ... a sign-in method does not take it for a refresh token, nor a password typed anew.
+    response = oauth_post(
+        admin_client, site, "microsoft", port=xoauth2_server.port, password=SMTP_PASSWORD
+    )
+    assert response.status_code == 302
+    assert not stored(site).has_password
+
+    # The app registration stores its client secret, not the password typed along.
+    response = oauth_post(
+        admin_client,
+        site,
+        "microsoft_app",
+        port=xoauth2_server.port,
+        password="typed-in-the-hidden-field",
+        **app_registration(),
+    )
+    assert response.status_code == 302
+    assert crypto.decrypt(stored(site).password_ciphertext) == OAUTH_APP_CLIENT_SECRET
+
+    # Back to the password: the client secret is gone unless a password comes with it.
+    response = oauth_post(admin_client, site, "password", port=starttls_server.port)
+    assert response.status_code == 302
+    assert stored(site).auth_method == "password" and not stored(site).has_password
+    response = post(admin_client, site, port=starttls_server.port)
+    assert response.status_code == 302
+    assert crypto.decrypt(stored(site).password_ciphertext) == SMTP_PASSWORD
+
+
+def test_a_changed_method_needs_a_new_client_secret(
+    admin_client, site, identity_provider, xoauth2_server
+):
+    # A password is stored, but it is no client secret.
+    post(admin_client, site, port=xoauth2_server.port)
+    errors = field_errors(
+        oauth_post(
+            admin_client,
+            site,
+            "microsoft_app",
+            port=xoauth2_server.port,
+            **app_registration(client_secret=""),
+        )
+    )
+    assert errors["client_secret"] == ["The app registration needs a client secret."]
+
+
+def test_fields_the_method_does_not_use_are_not_kept(
+    admin_client, site, identity_provider, xoauth2_server
+):
+    response = oauth_post(
+        admin_client,
+        site,
+        "google",
+        port=xoauth2_server.port,
+        oauth_tenant="not a tenant",
+        oauth_client_id="leftover",
+    )
+    assert response.status_code == 302
+    smtp_settings = stored(site)
+    assert (smtp_settings.oauth_tenant, smtp_settings.oauth_client_id) == ("", "")
+
+
+def test_remove_password_still_works_for_the_password_login(admin_client, site, plain_server):
+    post(admin_client, site, port=plain_server.port, security="none")
+    assert stored(site).has_password
+    response = post(
+        admin_client,
+        site,
+        port=plain_server.port,
+        security="none",
+        password="",
+        remove_password="on",
+    )
+    assert response.status_code == 302
+    assert not stored(site).has_password
+
+
+def test_every_field_says_which_login_uses_it(admin_client, site):
+    form = admin_client.get(edit_url(site)).context["form"]
+    assert (
+        "OAuth: the mailbox to send from (blank: the sender address)" in form["username"].help_text
+    )
+    assert form["password"].help_text.startswith("Login “Password”.")
+    assert form["client_secret"].help_text.startswith("Microsoft 365 app registration:")
+    assert form["oauth_client_id"].help_text.startswith("Microsoft 365 app registration:")
+    assert "Required for the app registration" in form["oauth_tenant"].help_text

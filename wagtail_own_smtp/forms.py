@@ -273,29 +273,6 @@ class SmtpSettingsForm(WagtailAdminModelForm):
     def clean_auth_method(self):
         return self.cleaned_data.get("auth_method") or self.stored_auth_method
 
-    def clean_oauth_tenant(self):
-        from .oauth import TENANT_PATTERN
-
-        tenant = self.cleaned_data.get("oauth_tenant", "").strip()
-        if tenant and not TENANT_PATTERN.match(tenant):
-            raise forms.ValidationError(
-                _(
-                    "Enter the directory (tenant) ID, such as "
-                    "3f2c8a91-5b7d-4e0a-9c1f-6d2e8b4a7c05, or a domain such as "
-                    "contoso.onmicrosoft.com."
-                ),
-                code="invalid_tenant",
-            )
-        return tenant
-
-    def clean_oauth_client_id(self):
-        client_id = self._single_line("oauth_client_id").strip()
-        if any(char.isspace() for char in client_id):
-            raise forms.ValidationError(
-                _("The client ID contains no spaces."), code="invalid_client_id"
-            )
-        return client_id
-
     def clean_client_secret(self):
         secret = self.cleaned_data.get("client_secret", "")
         if secret and _has_control_characters(secret):
@@ -337,6 +314,7 @@ class SmtpSettingsForm(WagtailAdminModelForm):
                 ),
             )
         method = cleaned.get("auth_method") or self.stored_auth_method
+        self._clean_app_fields(cleaned, method)
         if method == "password":
             if cleaned.get("password") and cleaned.get("remove_password"):
                 self.add_error(
@@ -350,13 +328,44 @@ class SmtpSettingsForm(WagtailAdminModelForm):
             self._clean_oauth(cleaned, method)
         return cleaned
 
+    def _clean_app_fields(self, cleaned, method):
+        """The tenant and client ID where the method uses them; emptied where it does not (they
+        would only void the confirmation)."""
+        from .oauth import TENANT_PATTERN
+
+        for name in ("oauth_tenant", "oauth_client_id"):
+            if name in cleaned and name not in METHOD_FIELDS[method]:
+                cleaned[name] = ""
+        tenant = cleaned.get("oauth_tenant", "").strip()
+        if tenant and not TENANT_PATTERN.match(tenant):
+            self.add_error(
+                "oauth_tenant",
+                forms.ValidationError(
+                    _(
+                        "Enter the directory (tenant) ID, such as "
+                        "3f2c8a91-5b7d-4e0a-9c1f-6d2e8b4a7c05, or a domain such as "
+                        "contoso.onmicrosoft.com."
+                    ),
+                    code="invalid_tenant",
+                ),
+            )
+        elif "oauth_tenant" in cleaned:
+            cleaned["oauth_tenant"] = tenant
+        client_id = cleaned.get("oauth_client_id", "").strip()
+        if client_id and (_has_control_characters(client_id) or " " in client_id):
+            self.add_error(
+                "oauth_client_id",
+                forms.ValidationError(
+                    _("Enter the application (client) ID without spaces or line breaks."),
+                    code="invalid_client_id",
+                ),
+            )
+        elif "oauth_client_id" in cleaned:
+            cleaned["oauth_client_id"] = client_id
+
     def _clean_oauth(self, cleaned, method):
         from .oauth import PROVIDER_OF, is_configured
 
-        # Fields the method does not use are emptied: they would only void the confirmation.
-        for name in ("oauth_tenant", "oauth_client_id"):
-            if name not in METHOD_FIELDS[method] and name in cleaned:
-                cleaned[name] = ""
         if cleaned.get("security") not in ("starttls", "ssl") and "security" not in self.errors:
             self.add_error(
                 "security",
