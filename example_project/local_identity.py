@@ -252,10 +252,11 @@ class LocalIdentityProvider:
         Returns the URL the provider redirects the browser to (redirect_uri with code and state,
         or with error=access_denied); the redirect itself is not followed.
         """
-        page = urllib.request.urlopen(authorize_url, timeout=5).read().decode()
+        # Straight to loopback, whatever proxy the environment names.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+        page = opener.open(authorize_url, timeout=5).read().decode()
         request_id = _hidden_value(page, "request")
         query = urllib.parse.urlencode({"request": request_id, "decision": decision})
-        opener = urllib.request.build_opener(_NoRedirect)
         try:
             opener.open(f"{self.url}/consent?{query}", timeout=5)
         except urllib.error.HTTPError as response:
