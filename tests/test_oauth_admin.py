@@ -16,10 +16,12 @@ from tests.helpers_admin import (
     action_url,
     edit_url,
     errors,
+    link_token,
     make_site,
     save_settings,
     stored,
     successes,
+    verify_url,
 )
 from wagtail_own_smtp import crypto
 
@@ -375,3 +377,32 @@ def test_markup_in_the_providers_answer_shows_as_text(
 
     assert "access_denied: &lt;b&gt;no&lt;/b&gt;" in response.text
     assert "<b>no</b>" not in response.text
+
+
+def test_a_revoked_consent_is_mended_by_connecting_again(
+    admin_client, site, identity_provider, xoauth2_server
+):
+    sign_in_settings(admin_client, site, xoauth2_server)
+    back_from(admin_client, identity_provider.approve(connect(admin_client, site)))
+    [confirmation] = xoauth2_server.wait_for(1)
+    admin_client.post(verify_url(link_token(confirmation)))
+    assert stored(site).verification_status == "verified"
+
+    # The user revokes the consent: the connection test shows Microsoft's words and the way out.
+    identity_provider.revoke_refresh_tokens(SMTP_USER)
+    identity_provider.expire_access_tokens()
+    response = admin_client.post(action_url("test_connection", site), follow=True)
+    [message] = errors(response)
+    assert message.startswith("The connection test failed. The server answered: invalid_grant: ")
+    assert "AADSTS50173" in message
+    assert "Click “Connect account” and sign in again." in message
+    assert "Connect again" in response.text
+
+    # Connecting again stores the new refresh token and sends a new confirmation.
+    old = stored(site).password_ciphertext
+    response = back_from(admin_client, identity_provider.approve(connect(admin_client, site)))
+    assert successes(response) == ["The account is connected."]
+    assert errors(response)[0].startswith("A test message with a confirmation link was sent")
+    assert bytes(stored(site).password_ciphertext) != bytes(old)
+    assert stored(site).verification_status == "pending"
+    xoauth2_server.wait_for(2)
