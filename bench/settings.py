@@ -85,12 +85,16 @@ if os.environ.get("BENCH_DB", "sqlite") == "postgres":
         }
     }
 else:
-    # Django's defaults for SQLite, plus a lock timeout for the cluster and the sender sharing it.
+    # Django's defaults for SQLite, plus a lock timeout for the cluster and the sender sharing it,
+    # and the write-ahead log that the README recommends for a site whose worker shares the file
+    # (BENCH_SQLITE_JOURNAL=delete: Django's default rollback journal instead). The host's
+    # synchronous level stays at SQLite's default (FULL): the dispatcher lowers it for its run only.
+    _JOURNAL = os.environ.get("BENCH_SQLITE_JOURNAL", "wal")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("BENCH_SQLITE_PATH", str(RESULTS_DIR / "bench.sqlite3")),
-            "OPTIONS": {"timeout": 30},
+            "OPTIONS": {"timeout": 30, "init_command": f"PRAGMA journal_mode={_JOURNAL};"},
         }
     }
 

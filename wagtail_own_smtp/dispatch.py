@@ -26,14 +26,15 @@ import smtplib
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.headerregistry import Address
 from email.utils import make_msgid
 
-from django.db import connection, transaction
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Value, When
 from django.utils import timezone
 from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
@@ -51,7 +52,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-CLAIM_BATCH = 20  # messages claimed at once (fewer when the interval spaces them out)
+CLAIM_BATCH = 100  # messages claimed at once (fewer when the interval spaces them out)
 CLAIM_BYTES = 8 * 1024 * 1024  # raw bytes held in memory per claim
 KEEP_OPEN = 10  # seconds: a connection whose next slot is further away is closed
 IDLE_CHECK = 5  # seconds idle after which a kept connection is checked with NOOP first
@@ -119,6 +120,90 @@ def database_clock():
     return lambda: timezone.now() + offset
 
 
+@contextmanager
+def outcomes_without_flush():
+    """A run's commits return without waiting for the disk, where the database allows it safely.
+
+    Each outcome is committed on its own, right after the server accepted the message (see the
+    module's docstring): waiting for the disk at every commit would cost more than talking SMTP.
+    Not waiting changes nothing when a WORKER dies: the committed outcome is with the database
+    server (PostgreSQL) or in the operating system's cache (SQLite), and survives. Only when the
+    database server or the machine itself goes down can the outcomes of the last moment (well
+    under a second) be lost; those messages then go again, like the one in flight.
+
+    PostgreSQL: ``SET LOCAL synchronous_commit TO OFF`` in each outcome's transaction (see
+    ``record_sent``), nothing to do here. SQLite: only a database in WAL mode is safe without a
+    flush at each commit; for the run (when not inside a transaction of the caller) its
+    connection uses ``PRAGMA synchronous=NORMAL``, and the host's setting is restored afterwards.
+    A database in the default rollback-journal mode is left alone: it waits for the disk.
+    """
+    previous = None
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            (journal,) = cursor.fetchone()
+            cursor.execute("PRAGMA synchronous")
+            (level,) = cursor.fetchone()
+            if journal.lower() == "wal" and level > 1:
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                previous = level
+    try:
+        yield
+    finally:
+        if previous is not None and connection.connection is not None:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"PRAGMA synchronous={int(previous)}")
+            except DatabaseError:
+                pass  # a broken connection: its next one starts with the host's setting
+
+
+def _outcome_sql():
+    """The two statements of a sent message's outcome, built once per database connection type.
+
+    They run for every message, so they skip the ORM's per-call query building: one UPDATE of
+    the message by primary key, one INSERT of its window record.
+    """
+    quote = connection.ops.quote_name
+    message, record = OutboundMessage._meta, SendRecord._meta
+
+    def column(meta, name):
+        return quote(meta.get_field(name).column)
+
+    update = (
+        f"UPDATE {quote(message.db_table)} SET "
+        f"{column(message, 'status')} = %s, {column(message, 'sent_at')} = %s, "
+        f"{column(message, 'last_attempt_at')} = %s, "
+        f"{column(message, 'attempts')} = {column(message, 'attempts')} + 1, "
+        f"{column(message, 'last_error')} = %s, {column(message, 'lease_expires_at')} = NULL "
+        f"WHERE {column(message, 'id')} = %s"
+    )
+    insert = (
+        f"INSERT INTO {quote(record.db_table)} "
+        f"({column(record, 'site')}, {column(record, 'sent_at')}, {column(record, 'recipients')}) "
+        "VALUES (%s, %s, %s)"
+    )
+    return update, insert
+
+
+_OUTCOME_SQL = {}
+
+
+def record_sent(message_pk, site_id, recipients, sent_at, note=""):
+    """Mark a message ``sent`` and count its recipients in the site's windows: one commit."""
+    sql = _OUTCOME_SQL.get(connection.vendor)
+    if sql is None:
+        sql = _OUTCOME_SQL[connection.vendor] = _outcome_sql()
+    update, insert = sql
+    when = connection.ops.adapt_datetimefield_value(sent_at)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # see outcomes_without_flush
+            cursor.execute(update, [MessageStatus.SENT.value, when, when, note, message_pk])
+            cursor.execute(insert, [site_id, when, recipients])
+
+
 def take_lease(site_id, owner, now, seconds):
     """Take the site's lease if it is free or expired; True when taken.
 
@@ -177,22 +262,35 @@ def release_lease(site_id, owner, last_sent_at=None):
 
 def _due(now):
     """Messages a dispatcher may claim: due ones, and ones whose worker's lease ran out."""
-    waiting = [MessageStatus.QUEUED, MessageStatus.DEFERRED]
+    queued, deferred, abandoned = _due_parts(now)
+    return queued | deferred | abandoned
+
+
+def _due_parts(now):
+    """``_due`` in parts that each follow one index (site, status, next_attempt_at) in order.
+
+    A single query with the OR of these makes the database read every row of a site, sent ones
+    included, and sort the due ones: a cost that grows with the table, for every claim.
+    """
     abandoned = Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True)
-    return Q(status__in=waiting, next_attempt_at__lte=now) | (
-        Q(status=MessageStatus.SENDING) & abandoned
+    return (
+        Q(status=MessageStatus.QUEUED, next_attempt_at__lte=now),
+        Q(status=MessageStatus.DEFERRED, next_attempt_at__lte=now),
+        Q(status=MessageStatus.SENDING) & abandoned,
     )
 
 
 def claim_due(site_id, owner, now, lease_until, limit):
     """Mark up to ``limit`` due messages of the site ``sending`` under the lease; return them."""
-    candidates = (
-        OutboundMessage.objects.filter(_due(now), site_id=site_id)
+    candidates = sorted(
+        row
+        for part in _due_parts(now)
+        for row in OutboundMessage.objects.filter(part, site_id=site_id)
         .order_by("next_attempt_at", "pk")
-        .values_list("pk", "size")[:limit]
-    )
+        .values_list("next_attempt_at", "pk", "size")[:limit]
+    )[:limit]
     pks, held = [], 0
-    for pk, size in candidates:
+    for _due_at, pk, size in candidates:
         if pks and held + size > CLAIM_BYTES:
             break
         pks.append(pk)
@@ -202,11 +300,9 @@ def claim_due(site_id, owner, now, lease_until, limit):
     OutboundMessage.objects.filter(_due(now), pk__in=pks).update(
         status=MessageStatus.SENDING, claimed_by=owner, lease_expires_at=lease_until
     )
-    return list(
-        OutboundMessage.objects.filter(
-            pk__in=pks, claimed_by=owner, status=MessageStatus.SENDING
-        ).order_by("next_attempt_at", "pk")
-    )
+    claimed = OutboundMessage.objects.filter(pk__in=pks).order_by("next_attempt_at", "pk")
+    # by primary key only: a condition on the status could lead the database to that index
+    return [m for m in claimed if m.claimed_by == owner and m.status == MessageStatus.SENDING]
 
 
 def release_claims(pks, owner):
@@ -284,7 +380,10 @@ def _message_id_field(unique, raw, sender_domain):
     part is empty or malformed, one derived from the message: a retry carries the same id."""
     if not _DOT_ATOM.fullmatch(unique):
         unique = hashlib.sha256(raw).hexdigest()[:32]
-    return _fold("Message-ID", f"<{unique}@{punycode(sender_domain)}>").rstrip(b"\r\n")
+    value = f"<{unique}@{punycode(sender_domain)}>"
+    if len(value) <= 64 and value.isascii():
+        return f"Message-ID: {value}".encode("ascii")  # what folding gives a short ASCII id
+    return _fold("Message-ID", value).rstrip(b"\r\n")
 
 
 def _addresses(value):
@@ -310,6 +409,7 @@ class SenderRewrite:
         self.domain = sender.rpartition("@")[2]
         self.id_domain = punycode(self.domain)
         self._from_fields = {}  # display name -> folded From field
+        self._parsed = {}  # original From value -> its addresses (bulk mail repeats one From)
 
     def from_field(self, name):
         if name not in self._from_fields:
@@ -325,7 +425,12 @@ class SenderRewrite:
 
         original, parsed = [], True
         if "from" in by_name:
-            original, parsed = _addresses(_field_value(fields[by_name["from"]]))
+            value = _field_value(fields[by_name["from"]])
+            if value not in self._parsed:
+                if len(self._parsed) > 256:
+                    self._parsed.clear()
+                self._parsed[value] = _addresses(value)
+            original, parsed = self._parsed[value]
         name = self.display_name or (original[0].display_name if original else "")
         new_from = self.from_field(name)
 
@@ -404,6 +509,10 @@ class _LostLease(Exception):
     """Another dispatcher took over the site (this one stalled past its lease)."""
 
 
+class _OutcomeNotWritten(Exception):
+    """Writing the previous outcome failed while the next message was under way (``__cause__``)."""
+
+
 class _SiteRun:
     """One site's turn: its lease, its claimed messages, its one connection."""
 
@@ -431,6 +540,7 @@ class _SiteRun:
             now,
         )
         self.batch = deque()
+        self.pending = None  # writes the outcome of the message sent last (see ``settle``)
         self.connection = None
         self.last_used = None
         self.finished = False  # no more due messages, or stopped by a failure
@@ -451,6 +561,7 @@ class _SiteRun:
     def fill(self, now):
         """Claim more messages if the batch is empty; False when none are due."""
         if not self.batch:
+            self.settle()
             self._renew(now, force=True)
             self.batch.extend(
                 claim_due(self.site_id, self.owner, now, self.lease_until, self.claim_size())
@@ -462,6 +573,7 @@ class _SiteRun:
     def _renew(self, now, force=False):
         if not force and now < self.lease_until - timedelta(seconds=self.lease_seconds / 2):
             return
+        self.settle()
         until = now + timedelta(seconds=self.lease_seconds)
         if not renew_lease(self.site_id, self.owner, until, self.schedule.last_sent_at):
             raise _LostLease
@@ -480,6 +592,7 @@ class _SiteRun:
                 self._drop_connection()
         if self.connection is None:
             self.connection = transport.open_connection(self.params)
+            self.connection.getreply = self._settle_before_reply(self.connection.getreply)
             self.last_used = time.monotonic()
         return self.connection
 
@@ -490,6 +603,14 @@ class _SiteRun:
 
     def send_one(self):
         """Send the next claimed message and record its outcome."""
+        try:
+            self._send_one()
+        except _OutcomeNotWritten as error:
+            # The message under way is not complete: the server drops it with the connection.
+            self._drop_connection()
+            raise error.__cause__ from None
+
+    def _send_one(self):
         now = self.clock()
         self._renew(now)
         message = self.batch[0]
@@ -521,6 +642,8 @@ class _SiteRun:
                 if failure.code in (None, 421) or getattr(connection, "sock", None) is None:
                     self._drop_connection()  # reconnect for the next message
             return
+        except _OutcomeNotWritten:
+            raise
         except Exception as error:  # a bug must not block the queue behind this message
             logger.exception("Unexpected error while sending message %s", message.pk)
             self.batch.popleft()
@@ -540,25 +663,52 @@ class _SiteRun:
                 smtplib.SMTPRecipientsRefused(refused), "send", self.params
             ).text
         recipients = len(message.recipients)
-        with transaction.atomic():
-            OutboundMessage.objects.filter(pk=message.pk).update(
-                status=MessageStatus.SENT,
-                sent_at=sent_at,
-                last_attempt_at=sent_at,
-                attempts=F("attempts") + 1,
-                last_error=note,
-                lease_expires_at=None,
-            )
-            # The site's last_sent_at is written with the lease (renewal, release), not here.
-            SendRecord.objects.create(site_id=self.site_id, recipients=recipients, sent_at=sent_at)
         self.schedule.record(sent_at, recipients)
-        message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
-        message.attempts += 1
-        self.report.sent += 1
-        signals.message_sent.send(sender=OutboundMessage, message=message)
-        self._progress("sent", message)
+
+        def write():
+            # The site's last_sent_at is written with the lease (renewal, release), not here.
+            record_sent(message.pk, self.site_id, recipients, sent_at, note)
+            message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
+            message.attempts += 1
+            self.report.sent += 1
+            signals.message_sent.send(sender=OutboundMessage, message=message)
+            self._progress("sent", message)
+
+        slot, _reason = self.slot(sent_at)
+        if self.connection is not None and self.batch and slot is not None and slot <= sent_at:
+            # The next message goes at once: this outcome is written while the server answers
+            # that message's MAIL FROM (see ``settle``).
+            self.pending = write
+        else:
+            write()
+
+    def settle(self):
+        """Write the outcome of the message the server accepted last, if not written yet.
+
+        A sent message's outcome may wait for the next message of the run: it is written after
+        that message's ``MAIL FROM`` went to the server and before its reply is read, so the
+        database and the server work at the same time. The next message's data follow only
+        after that write, so at any moment at most one message is accepted by the server and
+        not yet marked ``sent``: the one in flight, as before. Every other step of a run that
+        touches the database, sleeps or hands over to another site settles first.
+        """
+        write, self.pending = self.pending, None
+        if write is not None:
+            write()
+
+    def _settle_before_reply(self, read_reply):
+        def getreply():
+            if self.pending is not None:
+                try:
+                    self.settle()
+                except Exception as error:
+                    raise _OutcomeNotWritten from error
+            return read_reply()
+
+        return getreply
 
     def _fail(self, message, reason):
+        self.settle()
         now = self.clock()
         OutboundMessage.objects.filter(pk=message.pk).update(
             status=MessageStatus.FAILED,
@@ -574,6 +724,7 @@ class _SiteRun:
         self._progress("failed", message)
 
     def _defer(self, message, failure):
+        self.settle()
         now = self.clock()
         attempts = message.attempts + 1
         if now - message.created_at >= timedelta(seconds=conf.get("MAX_MESSAGE_AGE")):
@@ -600,6 +751,7 @@ class _SiteRun:
 
     def _pause(self, failure):
         """The server refuses us (AUTH, sender, TLS): pause the site, keep its mail queued."""
+        self.settle()
         pause_site(self.settings, failure, self.report)
         self.finished = True
         self._progress("paused", None)
@@ -622,6 +774,7 @@ class _SiteRun:
 
     def close(self):
         # Safe after a lost lease too: both releases only touch what this run still owns.
+        self.settle()
         self._drop_connection()
         release_claims([m.pk for m in self.batch], self.owner)
         release_lease(self.site_id, self.owner, self.schedule.last_sent_at)
@@ -648,18 +801,21 @@ def sendable_settings():
 
 
 def _due_sites(now, exclude):
-    """Sendable settings of sites with due mail whose lease is free, with their estimated slot."""
-    site_ids = set(
-        OutboundMessage.objects.filter(_due(now))
-        .exclude(site_id__in=exclude)
-        .values_list("site_id", flat=True)
-        .distinct()
-    )
-    if not site_ids:
+    """Sendable settings of sites with due mail whose lease is free, with their estimated slot.
+
+    One probe per sendable site along the (site, status, next_attempt_at) index: its cost
+    follows the number of sites, not the number of queued messages.
+    """
+    due = Q()
+    for part in _due_parts(now):
+        due |= Exists(OutboundMessage.objects.filter(part, site_id=OuterRef("site_id")))
+    sendable = list(sendable_settings().exclude(site_id__in=exclude).filter(due))
+    if not sendable:
         return [], None
+    site_ids = [smtp_settings.site_id for smtp_settings in sendable]
     states = {s.site_id: s for s in SiteSendState.objects.filter(site_id__in=site_ids)}
     found, leased_until = [], None
-    for smtp_settings in sendable_settings().filter(site_id__in=site_ids):
+    for smtp_settings in sendable:
         state = states.get(smtp_settings.site_id)
         if state and state.lease_expires_at and state.lease_expires_at >= now:
             leased_until = min(filter(None, [leased_until, state.lease_expires_at]))
@@ -690,6 +846,11 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
     returns once what is left waits for a cap window, a retry time, another dispatcher or a paused
     site. ``progress(outcome, site_id, message)`` is called per outcome.
     """
+    with outcomes_without_flush():
+        return _dispatch(budget_seconds, until_empty, progress)
+
+
+def _dispatch(budget_seconds, until_empty, progress):
     owner = uuid.uuid4().hex
     clock = database_clock()
     started = time.monotonic()
@@ -737,6 +898,9 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
                 break
             # Among sites ready at the same moment, the one that sent least recently goes first.
             moment, reason, item = min(candidates, key=_turn_order)
+            for run in runs.values():
+                if run is not item or moment > now:
+                    run.settle()  # only a message sent right away carries the last outcome
 
             if moment > now:
                 wait = (moment - now).total_seconds()
@@ -840,36 +1004,65 @@ def waiting_mail(site_ids=None):
     return waiting
 
 
-def site_outlook(smtp_settings, now=None, counts=None, last_sent_at=_UNREAD, waiting=None):
+def waiting_times(site_ids=None):
+    """``{site_id: (first, latest)}``: the earliest and latest ``next_attempt_at`` of waiting mail.
+
+    All a site without caps needs for its forecast, in one aggregate query over the index
+    (site, status, next_attempt_at), instead of every waiting row.
+    """
+    rows = OutboundMessage.objects.filter(status__in=_WAITING)
+    if site_ids is not None:
+        rows = rows.filter(site_id__in=list(site_ids))
+    return {
+        row["site_id"]: (row["first"], row["latest"])
+        for row in rows.values("site_id")
+        .annotate(first=Min("next_attempt_at"), latest=Max("next_attempt_at"))
+        .order_by()
+    }
+
+
+def site_outlook(
+    smtp_settings, now=None, counts=None, last_sent_at=_UNREAD, waiting=None, times=_UNREAD
+):
     """Queue counts, next send slot and estimated drain time of a site (a few queries).
 
-    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` (its ``SiteSendState``)
-    and ``waiting`` (its entry of ``waiting_mail``) when the caller read them for many sites at
-    once: only a site with caps then costs a query (its window records).
+    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` (its ``SiteSendState``),
+    ``times`` (its entry of ``waiting_times``) and, for a site with caps, ``waiting`` (its entry
+    of ``waiting_mail``) when the caller read them for many sites at once: only a site with caps
+    then costs a query (its window records). A site without caps never reads its waiting rows:
+    their number and due times tell when the last goes.
     """
     now = now or timezone.now()
     site_id = smtp_settings.site_id
     if counts is None:
         counts = queue_counts([site_id]).get(site_id)
     counts = counts or dict.fromkeys(MessageStatus.values, 0)
-    if not any(counts[status] for status in _WAITING):
-        return Outlook(counts, None, None)
-    if waiting is None:
-        waiting = waiting_mail([site_id]).get(site_id, [])
-    if not waiting:
+    waiting_count = sum(counts[status] for status in _WAITING)
+    if not waiting_count:
         return Outlook(counts, None, None)
     site_limits = limits.Limits.of(smtp_settings)
+    if site_limits.windows():
+        if waiting is None:
+            waiting = waiting_mail([site_id]).get(site_id, [])
+        if not waiting:
+            return Outlook(counts, None, None)
+        recipients = [count for count, _due in waiting]
+        first_due = waiting[0][1]
+        latest_retry = max(due for _count, due in waiting)
+    else:
+        if times is _UNREAD:
+            times = waiting_times([site_id]).get(site_id)
+        if not times:
+            return Outlook(counts, None, None)
+        first_due, latest_retry = times
+        recipients = [1] * waiting_count  # without caps, only their number matters
     if last_sent_at is _UNREAD:
         state = SiteSendState.objects.filter(site_id=site_id).first()
         last_sent_at = state.last_sent_at if state else None
     records = window_records(site_id, site_limits, now)
     schedule = limits.Schedule(site_limits, last_sent_at, records, now)
-    first_count, first_due = waiting[0]
-    next_slot, _reason = schedule.slot_for(first_count, not_before=max(first_due, now))
-    drained_at = limits.drain_eta(
-        [count for count, _due in waiting], now, last_sent_at, records, site_limits
-    )
-    latest_retry = max(due for _count, due in waiting)
+    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, now))
+    drained_at = limits.drain_eta(recipients, now, last_sent_at, records, site_limits)
     if drained_at is not None:
         drained_at = max(drained_at, latest_retry)
     return Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)

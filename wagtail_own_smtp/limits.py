@@ -6,9 +6,11 @@ count recipients, as providers do. The windows are rolling: a record made at ``t
 ``t + window``.
 """
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -126,6 +128,14 @@ class Schedule:
                 moment, reason = fits, "cap"
         return moment, reason
 
+    def room(self, moment):
+        """Recipients the windows still take at ``moment`` (``moment`` not before the last)."""
+        free = []
+        for window in self._windows:
+            window.slide_to(moment)
+            free.append(window.cap - window.total)
+        return max(0, min(free))
+
     def record(self, sent_at, count):
         """A message with ``count`` recipients went at ``sent_at``."""
         self.last_sent_at = sent_at
@@ -133,18 +143,51 @@ class Schedule:
         for window in self._windows:
             window.add(sent_at, count)
 
+    def record_run(self, start, interval, counts):
+        """Messages with ``counts`` recipients went one ``interval`` apart from ``start``;
+        returns when the last went. With no interval they count as one record."""
+        if not interval:
+            self.record(start, sum(counts))
+            return start
+        times = [start + interval * step for step in range(len(counts))]
+        self.last_sent_at = times[-1]
+        self.now = max(self.now, times[-1])
+        for window in self._windows:
+            window.records.extend(zip(times, counts, strict=True))
+            window.total += sum(counts)
+        return times[-1]
+
 
 def drain_eta(counts, now, last_sent_at, records, limits: Limits) -> datetime | None:
     """When the last of the queued messages (their recipient ``counts``, in order) may go.
 
     Sending is taken as instantaneous; None when a message exceeds a cap and never fits.
     ``now`` for an empty queue.
+
+    The same moments as walking ``Schedule.slot_for`` message by message, without the walk:
+    with no cap, the messages go one interval apart from the first slot; with caps, as many
+    messages as the windows' budget holds at a slot go one interval apart (the budget only
+    grows while time passes, so each of them fits), and only the next one is looked up.
     """
+    if not counts:
+        return now
+    if not limits.can_ever_send(max(counts)):
+        return None
+    interval = limits.min_interval
+    if not limits.windows():
+        first = max(now, next_slot(last_sent_at, interval) or now)
+        return first + (len(counts) - 1) * interval
     schedule = Schedule(limits, last_sent_at, records, now)
-    moment = now
-    for count in counts:
-        moment, _reason = schedule.slot_for(count)
-        if moment is None:
-            return None
-        schedule.record(moment, count)
+    totals = list(accumulate(counts, initial=0))  # totals[i]: recipients of the first i messages
+    index, moment = 0, now
+    while index < len(counts):
+        moment, _reason = schedule.slot_for(counts[index])
+        schedule.record(moment, counts[index])
+        index += 1
+        room = schedule.room(moment)
+        # the following messages whose recipients fit in that room, one interval apart
+        end = bisect_right(totals, totals[index] + room, lo=index) - 1
+        if end > index:
+            moment = schedule.record_run(moment + interval, interval, counts[index:end])
+            index = end
     return moment

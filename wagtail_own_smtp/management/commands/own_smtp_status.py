@@ -6,7 +6,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
-from wagtail_own_smtp.dispatch import queue_counts, site_outlook, waiting_mail
+from wagtail_own_smtp.dispatch import queue_counts, site_outlook, waiting_mail, waiting_times
+from wagtail_own_smtp.limits import Limits
 from wagtail_own_smtp.models import MessageStatus, SiteSendState, SmtpSettings
 
 
@@ -31,7 +32,10 @@ class Command(BaseCommand):
         with_mail = set(site_counts)
         settings_by_site = {s.site_id: s for s in SmtpSettings.objects.all()}
         last_sent = dict(SiteSendState.objects.values_list("site_id", "last_sent_at"))
-        waiting = waiting_mail()
+        # Every waiting row only of sites with caps; of the others, their first and latest due.
+        capped = [pk for pk, s in settings_by_site.items() if Limits.of(s).windows()]
+        waiting = waiting_mail(capped) if capped else {}
+        times = waiting_times()
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
             self.stdout.write(_("No site uses its own SMTP server and no mail is queued."))
@@ -43,6 +47,7 @@ class Command(BaseCommand):
                 site_counts.get(site.pk, {}),
                 last_sent.get(site.pk),
                 waiting.get(site.pk, []),
+                times.get(site.pk),
             )
             verification = smtp_settings.get_verification_status_display()
             if smtp_settings.sending_paused:
