@@ -406,6 +406,26 @@ def test_an_expired_client_secret_fails_the_confirmation_with_the_providers_word
 
 
 @pytest.mark.django_db
+def test_an_app_unknown_in_the_tenant_says_to_check_tenant_and_client_id(
+    site, identity_provider, xoauth2_server
+):
+    smtp_settings = oauth_settings(
+        site,
+        xoauth2_server,
+        AuthMethod.MICROSOFT_APP,
+        OAUTH_APP_CLIENT_SECRET,
+        oauth_client_id="00000000-0000-4000-8000-000000000000",  # a typo in the client ID
+    )
+
+    verification.settings_saved(smtp_settings)
+
+    smtp_settings = stored(site)
+    assert smtp_settings.verification_status == "failed"
+    assert smtp_settings.last_error.startswith("unauthorized_client: AADSTS700016: ")
+    assert "check the tenant ID and the client ID" in smtp_settings.last_error_hint
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("outage", ["503", "closed port"])
 @pytest.mark.usefixtures("real_backend")
 def test_an_unreachable_token_endpoint_defers_the_mail_and_does_not_pause(

@@ -307,11 +307,15 @@ def _refusal_hint(error, text):
             "The sign-in is no longer valid (consent revoked, password changed or expired). "
             "Click “Connect account” and sign in again."
         )
+    if "AADSTS700016" in text or "AADSTS90002" in text or "AADSTS900023" in text:
+        # Microsoft answers an unknown app or tenant with unauthorized_client, too.
+        return _(
+            "Microsoft does not know this app in this tenant: check the tenant ID and the "
+            "client ID (application ID) of the app registration."
+        )
     if error in ("unauthorized_client", "invalid_scope"):
         return _(
             "The app registration is not allowed to send mail: it needs the SMTP permission "
             "with admin consent."
         )
-    if "AADSTS90002" in text or "AADSTS900023" in text:
-        return _("Microsoft does not know this tenant ID.")
     return ""
