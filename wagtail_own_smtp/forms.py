@@ -138,7 +138,7 @@ class SmtpSettingsForm(WagtailAdminModelForm):
     remove_password = forms.BooleanField(
         label=_("Remove the stored password"),
         required=False,
-        help_text=_("For a server that needs no password."),
+        help_text=_("Login “Password”: for a server that needs no password."),
     )
     client_secret = forms.CharField(
         label=_("Client secret"),
@@ -199,7 +199,6 @@ class SmtpSettingsForm(WagtailAdminModelForm):
                 if self._stored_secret_of("password")
                 else _("Login “Password”. No password is stored.")
             ),
-            "remove_password": _("Login “Password”: for a server that needs no password."),
             "oauth_tenant": _(
                 "Microsoft 365: the directory (tenant) ID, such as "
                 "3f2c8a91-5b7d-4e0a-9c1f-6d2e8b4a7c05, or the organisation's domain. Required "
