@@ -7,7 +7,8 @@ the admin pages take with the queue full.
 
 Knobs: ``QUICK=1``; ``SIZES=large`` (only one of the two); ``BUDGET`` (seconds of the dispatch
 run, default 30; quick 15); ``PROFILE=1`` (run each dispatch once more under pyinstrument:
-profile-dispatch-<size>.txt).
+profile-dispatch-<size>.txt). The query plans (EXPLAIN ANALYZE) of ``own_smtp_status``, the
+outbox page and the dispatcher's claim go to plans-<size>.txt.
 """
 
 import os
@@ -40,7 +41,8 @@ class ScaleBench(bench_run.Bench):
                     "scale_fill", db_env=db_env, sites=sites, per_site=per_site, timeout=1800
                 )
                 self.log(f"  filled in {fill.get('wall', 0):.0f} s; timing status and pages")
-                status = self.measure("scale_status", db_env=db_env, timeout=1800)
+                plans = self.run_dir / f"plans-{label}.txt"
+                status = self.measure("scale_status", db_env=db_env, plans=str(plans), timeout=1800)
                 self.log(f"  one dispatch run, budget {self.budget} s")
                 dispatch = self.measure(
                     "scale_dispatch", db_env=db_env, budget=self.budget, timeout=1800

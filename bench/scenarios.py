@@ -696,6 +696,8 @@ def scale_status(config):
         call_command("own_smtp_status", stdout=io.StringIO())
     # read now: the test client's requests below reset Django's query log
     status_queries = len(queries.captured_queries)
+    status_sql = [query["sql"] for query in queries.captured_queries]
+    outbox_sql = []
     user_model = get_user_model()
     user = user_model.objects.filter(username="bench-admin").first()
     if user is None:
@@ -717,16 +719,67 @@ def scale_status(config):
         client.get(url)  # warm: templates, first queries
         started = time.perf_counter()
         response = client.get(url)
+        if label == "outbox page":
+            with count_queries() as queries:
+                client.get(url)
+            outbox_sql = [query["sql"] for query in queries.captured_queries]
         pages[label] = {
             "url": url,
             "status": response.status_code,
             "seconds": time.perf_counter() - started,
         }
+    if config.get("plans"):
+        _write_plans(config["plans"], status_sql, outbox_sql)
     return {
         "own_smtp_status_seconds": status.wall,
         "own_smtp_status_queries": status_queries,
         "pages": pages,
     }
+
+
+def _dispatcher_sql():
+    """The dispatcher's look for due sites and one site's claim, as SQL with parameters."""
+    from django.db.models import Exists, OuterRef, Q
+    from django.utils import timezone
+
+    from wagtail_own_smtp import dispatch
+    from wagtail_own_smtp.models import OutboundMessage
+
+    now = timezone.now()
+    due = Q()
+    for part in dispatch._due_parts(now):
+        due |= Exists(OutboundMessage.objects.filter(part, site_id=OuterRef("site_id")))
+    queries = [("due sites", dispatch.sendable_settings().filter(due))]
+    site_id = OutboundMessage.objects.values_list("site_id", flat=True).first()
+    names = ("queued", "deferred", "abandoned")
+    for name, part in zip(names, dispatch._due_parts(now), strict=True):
+        claim = (
+            OutboundMessage.objects.filter(part, site_id=site_id)
+            .order_by("next_attempt_at", "pk")
+            .values_list("next_attempt_at", "pk", "size")[:100]
+        )
+        queries.append((f"claim ({name})", claim))
+    return [(name, *query.query.sql_with_params()) for name, query in queries]
+
+
+def _write_plans(path, status_sql, outbox_sql):
+    """EXPLAIN ANALYZE of the status command's, the outbox page's and the dispatcher's queries."""
+    from django.db import connection
+
+    seen, parts = set(), []
+    named = [("own_smtp_status", sql, None) for sql in status_sql]
+    named += [("outbox page", sql, None) for sql in outbox_sql]
+    named += _dispatcher_sql()
+    with connection.cursor() as cursor:
+        for name, sql, params in named:
+            if not sql.startswith("SELECT") or sql in seen:
+                continue
+            seen.add(sql)
+            prefix = "EXPLAIN (ANALYZE, BUFFERS) " if connection.vendor == "postgresql" else ""
+            cursor.execute(prefix + sql if prefix else "EXPLAIN QUERY PLAN " + sql, params)
+            plan = "\n".join(str(row[-1] if len(row) > 1 else row[0]) for row in cursor.fetchall())
+            parts.append(f"-- {name}\n{sql}\n{plan}\n")
+    Path(path).write_text("\n".join(parts))
 
 
 # -- profiling ---------------------------------------------------------------------------------
