@@ -9,6 +9,8 @@ Knobs (environment, or make variables of the same name):
   (default: all).
 - ``PEERS=0``: leave out django-post_office and django-mailer.
 - ``BENCH_DB=postgres``: run the throughput part on PostgreSQL too (parallel always does).
+- ``BENCH_SQLITE_JOURNAL``: the SQLite journal mode (default ``wal``, as the README recommends
+  for a worker sharing the file with the site; ``delete`` is Django's default).
 - ``PROFILE=1``: profile one in-process drain with pyinstrument (done anyway when the drain
   misses its target).
 - ``KEEP_DB=1``: keep the run's SQLite database (deleted otherwise); ``PROFILE_HTML=1``: write
@@ -73,7 +75,9 @@ class Bench:
                 "n": self.n,
                 "k": self.k,
                 "quick": self.quick,
-                "db": self.db,
+                "db": self.db
+                if self.db == "postgres"
+                else f"sqlite ({os.environ.get('BENCH_SQLITE_JOURNAL', 'wal')} journal)",
                 "parts": self.parts,
             },
             "rounds": [],

@@ -7,8 +7,9 @@ the admin pages take with the queue full.
 
 Knobs: ``QUICK=1``; ``SIZES=large`` (only one of the two); ``BUDGET`` (seconds of the dispatch
 run, default 30; quick 15); ``PROFILE=1`` (run each dispatch once more under pyinstrument:
-profile-dispatch-<size>.txt). The query plans (EXPLAIN ANALYZE) of ``own_smtp_status``, the
-outbox page and the dispatcher's claim go to plans-<size>.txt.
+profile-dispatch-<size>.txt; own_smtp_status too: profile-status-<size>.txt). The query plans
+(EXPLAIN ANALYZE) of ``own_smtp_status``, the outbox page and the dispatcher's claim go to
+plans-<size>.txt. The table is vacuumed and analyzed after it was filled, as autovacuum would.
 """
 
 import os
@@ -42,7 +43,12 @@ class ScaleBench(bench_run.Bench):
                 )
                 self.log(f"  filled in {fill.get('wall', 0):.0f} s; timing status and pages")
                 plans = self.run_dir / f"plans-{label}.txt"
-                status = self.measure("scale_status", db_env=db_env, plans=str(plans), timeout=1800)
+                status_profile = {}
+                if self.profile:
+                    status_profile["profile"] = str(self.run_dir / f"profile-status-{label}.txt")
+                status = self.measure(
+                    "scale_status", db_env=db_env, plans=str(plans), timeout=1800, **status_profile
+                )
                 self.log(f"  one dispatch run, budget {self.budget} s")
                 dispatch = self.measure(
                     "scale_dispatch", db_env=db_env, budget=self.budget, timeout=1800

@@ -981,9 +981,11 @@ def queue_counts(site_ids=None):
     rows = OutboundMessage.objects.all()
     if site_ids is not None:
         rows = rows.filter(site_id__in=list(site_ids))
-    counts = {}
+    counts, statuses = {}, MessageStatus.values
     for row in rows.values("site_id", "status").annotate(n=Count("pk")).order_by():
-        site_counts = counts.setdefault(row["site_id"], dict.fromkeys(MessageStatus.values, 0))
+        site_counts = counts.get(row["site_id"])
+        if site_counts is None:
+            site_counts = counts[row["site_id"]] = dict.fromkeys(statuses, 0)
         site_counts[row["status"]] = row["n"]
     return counts
 

@@ -8,14 +8,20 @@ from wagtail.models import Site
 
 from wagtail_own_smtp.dispatch import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
-from wagtail_own_smtp.models import MessageStatus, SiteSendState, SmtpSettings
+from wagtail_own_smtp.models import (
+    DeliveryMode,
+    MessageStatus,
+    SiteSendState,
+    SmtpSettings,
+    VerificationStatus,
+)
 
 
-def _when(moment, now):
+def _when(moment, now, now_word=None):
     if moment is None:
         return "-"
     if moment <= now:
-        return _("now")
+        return now_word or _("now")
     seconds = int((moment - now).total_seconds())
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
@@ -39,6 +45,24 @@ class Command(BaseCommand):
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
             self.stdout.write(_("No site uses its own SMTP server and no mail is queued."))
+        # Translated once, not per site: with a thousand sites the lookups would cost more
+        # than the queries.
+        words = {
+            "mode": _("mode: %(mode)s"),
+            "verification": _("verification: %(status)s"),
+            "messages": _("messages: %(counts)s"),
+            "next": _("next slot: %(when)s"),
+            "drained": _("drained by: %(when)s"),
+            "none": _("none"),
+            "paused": _("sending paused"),
+            "never": _("never: a message has more recipients than a limit allows"),
+            "unverified": _("mail waits until a server is verified"),
+            "platform": _("queued mail waits: the site sends via the platform now"),
+            "now": _("now"),
+        }
+        modes = {value: str(label) for value, label in DeliveryMode.choices}
+        verifications = {value: str(label) for value, label in VerificationStatus.choices}
+        statuses = [(value, str(label).lower()) for value, label in MessageStatus.choices]
         for site in sites:
             smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site=site)
             outlook = site_outlook(
@@ -49,29 +73,32 @@ class Command(BaseCommand):
                 waiting.get(site.pk, []),
                 times.get(site.pk),
             )
-            verification = smtp_settings.get_verification_status_display()
+            verification = verifications.get(
+                smtp_settings.verification_status, smtp_settings.verification_status
+            )
             if smtp_settings.sending_paused:
-                verification += " — " + _("sending paused")
+                verification += " — " + words["paused"]
             if smtp_settings.has_verified_server:
                 verification += f" ({smtp_settings.verified_from_email})"
             counts = ", ".join(
-                f"{label.lower()} {outlook.counts[value]}"
-                for value, label in MessageStatus.choices
+                f"{label} {outlook.counts[value]}"
+                for value, label in statuses
                 if outlook.counts[value]
             )
-            drained = _when(outlook.drained_at, now)
+            drained = _when(outlook.drained_at, now, words["now"])
             if outlook.never_fits:
-                drained = _("never: a message has more recipients than a limit allows")
+                drained = words["never"]
+            mode = modes.get(smtp_settings.delivery_mode, smtp_settings.delivery_mode)
             lines = [
                 f"{site.hostname}:{site.port} (#{site.pk})",
-                "  " + _("mode: %(mode)s") % {"mode": smtp_settings.get_delivery_mode_display()},
-                "  " + _("verification: %(status)s") % {"status": verification},
-                "  " + _("messages: %(counts)s") % {"counts": counts or _("none")},
-                "  " + _("next slot: %(when)s") % {"when": _when(outlook.next_slot, now)},
-                "  " + _("drained by: %(when)s") % {"when": drained},
+                "  " + words["mode"] % {"mode": mode},
+                "  " + words["verification"] % {"status": verification},
+                "  " + words["messages"] % {"counts": counts or words["none"]},
+                "  " + words["next"] % {"when": _when(outlook.next_slot, now, words["now"])},
+                "  " + words["drained"] % {"when": drained},
             ]
             if smtp_settings.sends_own and not smtp_settings.has_verified_server:
-                lines.append("  " + _("mail waits until a server is verified"))
+                lines.append("  " + words["unverified"])
             elif not smtp_settings.sends_own and outlook.counts[MessageStatus.QUEUED]:
-                lines.append("  " + _("queued mail waits: the site sends via the platform now"))
+                lines.append("  " + words["platform"])
             self.stdout.write("\n".join(lines))
