@@ -732,6 +732,11 @@ def scale_status(config):
             with count_queries() as queries:
                 client.get(url)
             outbox_sql = [query["sql"] for query in queries.captured_queries]
+            if config.get("profile"):
+                page_profile = {"profile": config["profile"].replace("status", "outbox")}
+                profiler = _profiler(page_profile)
+                client.get(url)
+                _save_profile(profiler, page_profile)
         pages[label] = {
             "url": url,
             "status": response.status_code,

@@ -577,3 +577,33 @@ def test_reports_menu_offers_the_outbox_to_permitted_users_only(rf, editor_a, ou
 
     assert offered("editor-a")
     assert not offered("outsider")
+
+
+@pytest.mark.django_db
+def test_forecasts_of_many_sites_read_the_queue_at_once(
+    starttls_server, django_assert_max_num_queries
+):
+    """The outbox forecasts ten sites: their counts, due times and send states are read for all
+    of them at once, so the page costs the same few queries however many sites it shows."""
+    from wagtail.models import Site
+
+    sites = [make_site()] + [
+        make_site(f"f{n}.example", default=False, name=f"F{n}") for n in range(1, 8)
+    ]
+    now = timezone.now()
+    for n, site in enumerate(sites):
+        own_server(site, starttls_server, min_interval="10")
+        OutboundMessage.objects.bulk_create(
+            OutboundMessage(
+                site=site, recipients=[f"p{i}@example.org"], raw_message=b"x", next_attempt_at=now
+            )
+            for i in range(n + 1)
+        )
+    chosen = list(Site.objects.filter(pk__in=[s.pk for s in sites]).order_by("pk"))
+    # settings, counts, due times, send states: none per site (no caps set)
+    with django_assert_max_num_queries(4):
+        shown = forecast.forecasts(chosen, now)
+    assert [f.waiting for f in shown] == list(range(1, 9))
+    # eight messages ten seconds apart: the last goes 70 s from now
+    assert shown[-1].drained_at == now + timedelta(seconds=70)
+    assert all(f.state == "sending" for f in shown)

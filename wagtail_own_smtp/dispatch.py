@@ -513,10 +513,30 @@ class _OutcomeNotWritten(Exception):
     """Writing the previous outcome failed while the next message was under way (``__cause__``)."""
 
 
+class _Outcome:
+    """The outcome a dispatch call has not written yet: at most one, whichever site it is of.
+
+    A sent message's outcome may wait for the next message the call sends, of the same site or
+    another: it is written after that message's ``MAIL FROM`` went to the server and before the
+    reply is read, so the database and the server work at the same time. The next message's
+    data follow only after that write, so at any moment at most one message is accepted by a
+    server and not yet marked ``sent``: the one in flight, as before. Every other step that
+    touches the database or sleeps writes it first (``settle``).
+    """
+
+    def __init__(self):
+        self.write = None
+
+    def settle(self):
+        write, self.write = self.write, None
+        if write is not None:
+            write()
+
+
 class _SiteRun:
     """One site's turn: its lease, its claimed messages, its one connection."""
 
-    def __init__(self, smtp_settings, owner, now, report, progress, clock=None):
+    def __init__(self, smtp_settings, owner, now, report, progress, clock=None, outcome=None):
         self.settings = smtp_settings
         self.clock = clock or timezone.now
         self.site_id = smtp_settings.site_id
@@ -540,7 +560,7 @@ class _SiteRun:
             now,
         )
         self.batch = deque()
-        self.pending = None  # writes the outcome of the message sent last (see ``settle``)
+        self.outcome = outcome or _Outcome()  # shared by the call's runs
         self.connection = None
         self.last_used = None
         self.finished = False  # no more due messages, or stopped by a failure
@@ -674,33 +694,26 @@ class _SiteRun:
             signals.message_sent.send(sender=OutboundMessage, message=message)
             self._progress("sent", message)
 
+        self.outcome.settle()  # none is left at this point; never two
         slot, _reason = self.slot(sent_at)
         if self.connection is not None and self.batch and slot is not None and slot <= sent_at:
-            # The next message goes at once: this outcome is written while the server answers
-            # that message's MAIL FROM (see ``settle``).
-            self.pending = write
+            # The next message may go at once: this outcome is written while a server answers
+            # the MAIL FROM of the next message the call sends (see ``_Outcome``).
+            self.outcome.write = write
         else:
             write()
 
     def settle(self):
-        """Write the outcome of the message the server accepted last, if not written yet.
-
-        A sent message's outcome may wait for the next message of the run: it is written after
-        that message's ``MAIL FROM`` went to the server and before its reply is read, so the
-        database and the server work at the same time. The next message's data follow only
-        after that write, so at any moment at most one message is accepted by the server and
-        not yet marked ``sent``: the one in flight, as before. Every other step of a run that
-        touches the database, sleeps or hands over to another site settles first.
-        """
-        write, self.pending = self.pending, None
-        if write is not None:
-            write()
+        """Write the outcome not written yet (see ``_Outcome``)."""
+        self.outcome.settle()
 
     def _settle_before_reply(self, read_reply):
+        outcome = self.outcome
+
         def getreply():
-            if self.pending is not None:
+            if outcome.write is not None:
                 try:
-                    self.settle()
+                    outcome.settle()
                 except Exception as error:
                     raise _OutcomeNotWritten from error
             return read_reply()
@@ -862,6 +875,7 @@ def _dispatch(budget_seconds, until_empty, progress):
     blocked = {}  # site_id -> (slot, reason) a closed run left for this call
     done = set()  # sites not to touch again in this call (paused, lease taken, unreachable)
     fresh, leased_until, refreshed = [], None, None
+    outcome = _Outcome()  # the one outcome not written yet, whichever site's
 
     def left():
         return float("inf") if deadline is None else deadline - time.monotonic()
@@ -898,9 +912,8 @@ def _dispatch(budget_seconds, until_empty, progress):
                 break
             # Among sites ready at the same moment, the one that sent least recently goes first.
             moment, reason, item = min(candidates, key=_turn_order)
-            for run in runs.values():
-                if run is not item or moment > now:
-                    run.settle()  # only a message sent right away carries the last outcome
+            if moment > now or not (isinstance(item, _SiteRun) and item.batch):
+                outcome.settle()  # only a message sent right away carries the last outcome
 
             if moment > now:
                 wait = (moment - now).total_seconds()
@@ -926,7 +939,9 @@ def _dispatch(budget_seconds, until_empty, progress):
                     done.add(item.site_id)
                     continue
                 try:
-                    runs[item.site_id] = _SiteRun(item, owner, now, report, progress, clock)
+                    runs[item.site_id] = _SiteRun(
+                        item, owner, now, report, progress, clock, outcome
+                    )
                 except crypto.UndecryptablePassword as error:
                     hint = _("Enter the password again and confirm the server.")
                     pause_site(
@@ -955,8 +970,11 @@ def _dispatch(budget_seconds, until_empty, progress):
                     done.add(run.site_id)
                 refreshed = None
     finally:
-        for run in runs.values():
-            run.close()
+        try:
+            outcome.settle()
+        finally:
+            for run in runs.values():
+                run.close()
     return report
 
 

@@ -13,8 +13,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from . import limits
-from .dispatch import site_outlook
-from .models import DeliveryMode, MessageStatus, OutboundMessage, SmtpSettings
+from .dispatch import queue_counts, site_outlook, waiting_times
+from .models import DeliveryMode, MessageStatus, OutboundMessage, SiteSendState, SmtpSettings
 
 WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
 
@@ -91,10 +91,13 @@ class Forecast:
         return moment(self.next_slot, self.now)
 
 
-def site_forecast(smtp_settings, now=None):
-    """The forecast of one site's queue (a few queries, see ``site_outlook``)."""
+def site_forecast(smtp_settings, now=None, read=None):
+    """The forecast of one site's queue (a few queries, see ``site_outlook``).
+
+    ``read``: the keyword arguments of ``site_outlook`` that ``forecasts`` read for many sites.
+    """
     now = now or timezone.now()
-    outlook = site_outlook(smtp_settings, now)
+    outlook = site_outlook(smtp_settings, now, **(read or {}))
     waiting = sum(outlook.counts[status] for status in WAITING)
     count = {"count": number(waiting)}
     if not waiting:
@@ -182,15 +185,28 @@ def sites_in_use(sites):
 
 
 def forecasts(sites, now=None):
-    """The forecast of each of ``sites`` (an iterable of Site), in that order."""
+    """The forecast of each of ``sites`` (an iterable of Site), in that order.
+
+    The queue figures of all of them are read at once (a few queries, whatever their number);
+    only a site with caps reads its waiting mail and window records on its own.
+    """
     now = now or timezone.now()
     sites = list(sites)
-    settings_by_site = {
-        s.site_id: s for s in SmtpSettings.objects.filter(site__in=[site.pk for site in sites])
-    }
+    site_ids = [site.pk for site in sites]
+    settings_by_site = {s.site_id: s for s in SmtpSettings.objects.filter(site__in=site_ids)}
+    counts = queue_counts(site_ids)
+    times = waiting_times(site_ids)
+    last_sent = dict(
+        SiteSendState.objects.filter(site__in=site_ids).values_list("site_id", "last_sent_at")
+    )
     result = []
     for site in sites:
         smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site_id=site.pk)
         smtp_settings.site = site
-        result.append(site_forecast(smtp_settings, now))
+        read = {
+            "counts": counts.get(site.pk, {}),
+            "last_sent_at": last_sent.get(site.pk),
+            "times": times.get(site.pk),
+        }
+        result.append(site_forecast(smtp_settings, now, read))
     return result
