@@ -695,8 +695,11 @@ def scale_status(config):
     from django.urls import NoReverseMatch, reverse
     from wagtail.models import Site
 
-    with Phase() as status:
-        call_command("own_smtp_status", stdout=io.StringIO())
+    status_walls = []
+    for _ in range(3):  # the median of three, like the pages
+        with Phase() as status:
+            call_command("own_smtp_status", stdout=io.StringIO())
+        status_walls.append(status.wall)
     if config.get("profile"):
         profiler = _profiler(config)
         call_command("own_smtp_status", stdout=io.StringIO())
@@ -726,8 +729,11 @@ def scale_status(config):
             pages[label] = None
             continue
         client.get(url)  # warm: templates, first queries
-        started = time.perf_counter()
-        response = client.get(url)
+        walls = []
+        for _ in range(3):  # the median of three: one request is at the mercy of the machine
+            started = time.perf_counter()
+            response = client.get(url)
+            walls.append(time.perf_counter() - started)
         if label == "outbox page":
             with count_queries() as queries:
                 client.get(url)
@@ -740,12 +746,14 @@ def scale_status(config):
         pages[label] = {
             "url": url,
             "status": response.status_code,
-            "seconds": time.perf_counter() - started,
+            "seconds": statistics.median(walls),
+            "all_seconds": walls,
         }
     if config.get("plans"):
         _write_plans(config["plans"], status_sql, outbox_sql)
     return {
-        "own_smtp_status_seconds": status.wall,
+        "own_smtp_status_seconds": statistics.median(status_walls),
+        "own_smtp_status_all_seconds": status_walls,
         "own_smtp_status_queries": status_queries,
         "pages": pages,
     }
