@@ -1,8 +1,10 @@
 """Helpers for the admin tests: the settings form as an editor posts it, messages, the link."""
 
 import re
+from pathlib import Path
 
 from django.contrib.messages import constants
+from django.db import connection
 from django.urls import reverse
 
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
@@ -85,4 +87,28 @@ def make_site(hostname="localhost", port=80, default=True, name="Survey site"):
     home = root.add_child(instance=Page(title=f"Home of {hostname}"))
     return Site.objects.create(
         hostname=hostname, port=port, root_page=home, is_default_site=default, site_name=name
+    )
+
+
+def stored_values():
+    """Every value in every table of the test database, as ``(table, value)``; binary values as
+    bytes, the others as text (for scanning what the database holds)."""
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            for row in cursor.fetchall():
+                for value in row:
+                    if isinstance(value, memoryview | bytes):
+                        yield table, bytes(value)
+                    else:
+                        yield table, str(value)
+
+
+def sqlite_file_bytes():
+    """The raw bytes of the SQLite test database with its WAL and journal files."""
+    path = Path(connection.settings_dict["NAME"])
+    return b"".join(
+        candidate.read_bytes()
+        for candidate in [path, Path(f"{path}-wal"), Path(f"{path}-journal")]
+        if candidate.exists()
     )

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import pytest
 from django.core.mail import EmailMessage
@@ -30,7 +29,14 @@ from tests.conftest import (
     SMTP_USER,
 )
 from tests.delivery_helpers import real_backend, statuses
-from tests.helpers_admin import link_token, make_site, stored, verify_url
+from tests.helpers_admin import (
+    link_token,
+    make_site,
+    sqlite_file_bytes,
+    stored,
+    stored_values,
+    verify_url,
+)
 from wagtail_own_smtp import crypto, oauth, transport, verification
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import AccessToken, AuthMethod, OutboundMessage, SmtpSettings
@@ -627,17 +633,10 @@ def test_no_secret_or_token_in_the_database_logs_or_errors(
 
     # Every table, row by row (PostgreSQL too), and the task queue's payloads.
     seen_ciphertext = False
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names(cursor):
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
-            for row in cursor.fetchall():
-                for value in row:
-                    if isinstance(value, memoryview | bytes):
-                        value = bytes(value)
-                        seen_ciphertext |= value.startswith(b"gAAAAA")
-                    assert_no_oauth_secret(
-                        value if isinstance(value, bytes) else str(value), secrets, table
-                    )
+    for table, value in stored_values():
+        if isinstance(value, bytes):
+            seen_ciphertext |= value.startswith(b"gAAAAA")  # a Fernet token
+        assert_no_oauth_secret(value, secrets, table)
     assert seen_ciphertext, "no encrypted secret was found: the scan saw nothing"
     assert AccessToken.objects.exists(), "no access token is cached: the scan missed it"
     for payload in OrmQ.objects.values_list("payload", flat=True):
@@ -645,11 +644,6 @@ def test_no_secret_or_token_in_the_database_logs_or_errors(
 
     # The raw SQLite file, with its journal.
     if connection.vendor == "sqlite":
-        path = Path(connection.settings_dict["NAME"])
-        raw = b"".join(
-            candidate.read_bytes()
-            for candidate in [path, Path(f"{path}-wal"), Path(f"{path}-journal")]
-            if candidate.exists()
-        )
+        raw = sqlite_file_bytes()
         assert OAUTH_TENANT.encode() in raw, "the settings are not in the file: nothing checked"
         assert_no_oauth_secret(raw, secrets, "the SQLite file")

@@ -80,6 +80,16 @@ _GOOGLE_LOGIN = _(
     "or choose “Password” and enter an app password."
 )
 
+# Exchange Online's submission server and published limits, whichever OAuth login is chosen.
+_MICROSOFT_SERVER = {
+    "host": "smtp.office365.com",
+    "port": 587,
+    "security": "starttls",
+    "min_interval": 2,
+    "max_per_hour": None,
+    "max_per_day": 10000,
+}
+
 PRESETS = (
     Preset(
         "google_workspace",
@@ -123,15 +133,7 @@ PRESETS = (
     Preset(
         "microsoft365",
         _("Microsoft 365"),
-        {
-            "host": "smtp.office365.com",
-            "port": 587,
-            "security": "starttls",
-            "auth_method": "microsoft",
-            "min_interval": 2,
-            "max_per_hour": None,
-            "max_per_day": 10000,
-        },
+        {**_MICROSOFT_SERVER, "auth_method": "microsoft"},
         format_lazy(
             "{} {} {}",
             _MICROSOFT_LIMITS,
@@ -142,15 +144,7 @@ PRESETS = (
     Preset(
         "microsoft365_app",
         _("Microsoft 365 (app registration)"),
-        {
-            "host": "smtp.office365.com",
-            "port": 587,
-            "security": "starttls",
-            "auth_method": "microsoft_app",
-            "min_interval": 2,
-            "max_per_hour": None,
-            "max_per_day": 10000,
-        },
+        {**_MICROSOFT_SERVER, "auth_method": "microsoft_app"},
         format_lazy(
             "{} {} {}",
             _MICROSOFT_LIMITS,
