@@ -261,11 +261,6 @@ class TokenSource:
                 self.secret_ciphertext = changes.get(self.secret_field, self.secret_ciphertext)
 
 
-def forget_tokens(site_id, keep=()):
-    """Drop cached access tokens of a site except those of the fingerprints in ``keep``."""
-    AccessToken.objects.filter(site_id=site_id).exclude(fingerprint__in=keep).delete()
-
-
 def _ask(call, url, **kwargs):
     """Call the token endpoint; a refusal or an outage becomes an SmtpFailure."""
     try:
