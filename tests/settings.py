@@ -15,8 +15,9 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 
+# The README's order: the app comes after Wagtail (``INSTALLED_APPS += [...]``), so Wagtail's
+# translations of the same words win unless the app's own differ by context.
 INSTALLED_APPS = [
-    "wagtail_own_smtp",
     "wagtail.contrib.settings",
     "wagtail.contrib.forms",
     "wagtail.sites",
@@ -34,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "wagtail_own_smtp",
     "tests.testapp",
 ]
 

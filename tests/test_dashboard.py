@@ -91,8 +91,10 @@ def test_no_panel_without_the_permission(django_user_model, two_sites_in_use):
     assert Client().get(DASHBOARD).status_code == 302  # anonymous: to the login
 
 
-def test_no_panel_while_no_site_uses_its_own_server(admin_client, site_a):
-    assert panel_rows(admin_client.get(DASHBOARD)) is None
+def test_before_the_first_save_the_panel_points_to_the_setting(admin_client, site_a):
+    response = admin_client.get(DASHBOARD)
+    assert panel_rows(response) is None  # no rows, but the panel and its way in
+    assert "No site sends its mail through its own SMTP server yet." in response.text
 
 
 def test_settings_screen_shows_the_sites_outbox_in_one_sentence(admin_client, site_a):

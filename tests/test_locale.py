@@ -130,6 +130,9 @@ def test_compiled_catalogue_matches_the_po_file():
             for count, msgstr in enumerate(entry["msgstr"][:2], start=1):
                 if compiled.ngettext(entry["msgid"], entry["msgid_plural"], count) != msgstr:
                     stale.append(entry["msgid"])
+        elif entry.get("msgctxt") is not None:
+            if compiled.pgettext(entry["msgctxt"], entry["msgid"]) != entry["msgstr"][0]:
+                stale.append(entry["msgid"])
         elif compiled.gettext(entry["msgid"]) != entry["msgstr"][0]:
             stale.append(entry["msgid"])
     assert stale == [], "run compilemessages inside wagtail_own_smtp/"

@@ -449,7 +449,7 @@ def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
     assert "The sending quota of the account is used up" in html
     assert '<td data-own-smtp-field="attempts">1</td>' in html
     assert 'data-own-smtp-field="last-attempt"' in html
-    assert 'data-own-smtp-field="next-attempt"' in html
+    assert 'data-own-smtp-field="expected-at"' in html
     assert '<th scope="row">Subject</th>' in html and "Quarterly survey" in html
     assert "Survey Team &lt;surveys@platform.example&gt;" in html  # the From header
     assert "Only-in-the-body-7351" not in html  # headers only

@@ -38,6 +38,7 @@ from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Valu
 from django.utils import timezone
 from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, limits, signals, transport
 from .models import (
@@ -48,6 +49,7 @@ from .models import (
     SiteSendState,
     SmtpSettings,
     VerificationStatus,
+    stored_hint,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,7 +177,8 @@ def _outcome_sql():
         f"{column(message, 'status')} = %s, {column(message, 'sent_at')} = %s, "
         f"{column(message, 'last_attempt_at')} = %s, "
         f"{column(message, 'attempts')} = {column(message, 'attempts')} + 1, "
-        f"{column(message, 'last_error')} = %s, {column(message, 'lease_expires_at')} = NULL "
+        f"{column(message, 'last_error')} = %s, {column(message, 'envelope_from')} = %s, "
+        f"{column(message, 'lease_expires_at')} = NULL "
         f"WHERE {column(message, 'id')} = %s"
     )
     insert = (
@@ -189,14 +192,18 @@ def _outcome_sql():
 _OUTCOME_SQL = {}
 
 
-def record_sent(message_pk, site_id, recipients, sent_at, note=""):
-    """Mark a message ``sent`` and count its recipients in the site's windows: one commit."""
+def record_sent(message_pk, site_id, recipients, sent_at, note="", *, envelope_from):
+    """Mark a message ``sent`` and count its recipients in the site's windows: one commit.
+
+    ``envelope_from``: the sender it really went with (the verified one), for the outbox.
+    """
     sql = _OUTCOME_SQL.get(connection.vendor)
     if sql is None:
         sql = _OUTCOME_SQL[connection.vendor] = _outcome_sql()
     update, insert = sql
     when = connection.ops.adapt_datetimefield_value(sent_at)
-    params = [MessageStatus.SENT.value, when, when, note, message_pk, site_id, when, recipients]
+    params = [MessageStatus.SENT.value, when, when, note, envelope_from, message_pk]
+    params += [site_id, when, recipients]
     if _one_round_trip():
         # PostgreSQL, client-side binding, no transaction of the caller: the whole transaction
         # in one request to the server instead of five (each a wait for the server's turn).
@@ -215,8 +222,8 @@ def record_sent(message_pk, site_id, recipients, sent_at, note=""):
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")  # see outcomes_without_flush
-            cursor.execute(update, params[:5])
-            cursor.execute(insert, params[5:])
+            cursor.execute(update, params[:6])
+            cursor.execute(insert, params[6:])
 
 
 def _one_round_trip():
@@ -714,8 +721,11 @@ class _SiteRun:
 
         def write():
             # The site's last_sent_at is written with the lease (renewal, release), not here.
-            record_sent(message.pk, self.site_id, recipients, sent_at, note)
+            record_sent(
+                message.pk, self.site_id, recipients, sent_at, note, envelope_from=self.sender
+            )
             message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
+            message.envelope_from = self.sender
             message.attempts += 1
             self.report.sent += 1
             signals.message_sent.send(sender=OutboundMessage, message=message)
@@ -827,7 +837,7 @@ def pause_site(smtp_settings, failure, report):
         sending_paused=True,
         verification_status=VerificationStatus.FAILED,
         last_error=failure.text,
-        last_error_hint=failure.hint or "",
+        last_error_hint=stored_hint(failure.hint),
     )
     report.paused_sites.append(smtp_settings.site_id)
     logger.warning("Sending paused for site %s: %s", smtp_settings.site_id, failure.text)
@@ -970,7 +980,7 @@ def _dispatch(budget_seconds, until_empty, progress):
                         item, owner, now, report, progress, clock, outcome
                     )
                 except crypto.UndecryptablePassword as error:
-                    hint = _("Enter the password again and confirm the server.")
+                    hint = gettext_lazy("Enter the password again and confirm the server.")
                     pause_site(
                         item, transport.SmtpFailure(transport.SERVER, str(error), hint=hint), report
                     )

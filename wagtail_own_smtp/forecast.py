@@ -82,6 +82,7 @@ class Forecast:
     state: str
     text: str
     now: object
+    chart: object = None  # the picture of the sending (timeline.add_charts), where shown
 
     @property
     def next_slot_text(self):

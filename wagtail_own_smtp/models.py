@@ -1,8 +1,13 @@
 """The site setting an editor fills in, and the outbox the dispatcher drains."""
 
+import json
+
+from django.conf import settings as django_settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
@@ -21,7 +26,9 @@ class DeliveryMode(models.TextChoices):
 
 
 class Security(models.TextChoices):
-    NONE = "none", _("None")
+    # A context of our own: Wagtail translates the bare word differently, and its catalogue wins
+    # when the app comes after it in INSTALLED_APPS (as the README wires it).
+    NONE = "none", pgettext_lazy("own smtp encryption", "None")
     STARTTLS = "starttls", _("STARTTLS")
     SSL = "ssl", _("SSL/TLS")
 
@@ -42,6 +49,18 @@ class VerificationStatus(models.TextChoices):
     PENDING = "pending", _("Waiting for confirmation")
     VERIFIED = "verified", _("Verified")
     FAILED = "failed", _("Failed")
+
+
+def stored_hint(hint):
+    """A failure's hint as stored: worded in every admin language, so each editor who looks at
+    the failure later reads it in their own (``SmtpSettings.error_hint``)."""
+    if not hint:
+        return ""
+    texts = {}
+    for code, _name in django_settings.LANGUAGES:
+        with translation.override(code):
+            texts[code] = str(hint)
+    return json.dumps(texts, ensure_ascii=False)
 
 
 @register_setting(icon="mail")
@@ -153,6 +172,7 @@ class SmtpSettings(BaseSiteSetting):
         editable=False,
     )
     last_error = models.TextField(_("last server reply"), blank=True, editable=False)
+    # JSON {language: hint} (``stored_hint``); read it as ``error_hint``.
     last_error_hint = models.TextField(blank=True, editable=False)
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True, editable=False)
     # Sending is paused after an AUTH, sender or TLS failure of the verified server.
@@ -262,17 +282,32 @@ class SmtpSettings(BaseSiteSetting):
         return bool(self.verified_host) and self.verified_at is not None
 
     @property
+    def error_hint(self):
+        """The hint to the last failure in the current language ("" when there is none)."""
+        try:
+            texts = json.loads(self.last_error_hint or "{}")
+        except ValueError:
+            return self.last_error_hint  # stored before hints were kept per language
+        if not isinstance(texts, dict):
+            return self.last_error_hint
+        language = translation.get_language() or django_settings.LANGUAGE_CODE
+        for code in (language, language.split("-")[0], django_settings.LANGUAGE_CODE):
+            if code in texts:
+                return texts[code]
+        return next(iter(texts.values()), "")
+
+    @property
     def sends_own(self):
         return self.delivery_mode == DeliveryMode.OWN
 
 
 class MessageStatus(models.TextChoices):
-    QUEUED = "queued", _("Queued")
+    QUEUED = "queued", pgettext_lazy("own smtp message status", "Queued")
     SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
     DEFERRED = "deferred", _("Deferred")
     FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
+    CANCELLED = "cancelled", pgettext_lazy("own smtp message status", "Cancelled")
 
 
 class OutboundMessage(models.Model):

@@ -22,7 +22,7 @@ from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from django.views.decorators.http import require_POST
 from django.views.generic import FormView, TemplateView
 from wagtail.admin import messages
@@ -35,7 +35,7 @@ from wagtail.admin.views.reports import ReportView
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from . import dispatch, forecast, transport
+from . import dispatch, forecast, timeline, transport
 from .models import MessageStatus, OutboundMessage, SmtpSettings
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
@@ -173,9 +173,10 @@ def message_headers(raw):
 
 
 def local_datetime(value):
+    # The format of the status panel and the forecast, so one page shows one kind of date.
     if not value:
         return ""
-    return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
 
 
 # -- the listing ------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def local_datetime(value):
 
 class OutboxFilterSet(WagtailFilterSet):
     site = django_filters.ModelChoiceFilter(
-        label=gettext_lazy("Site"),
+        label=pgettext_lazy("own smtp: a Wagtail site", "Site"),
         queryset=lambda request: outbox_sites(request.user).order_by("hostname", "port"),
         empty_label=gettext_lazy("All sites"),
     )
@@ -214,12 +215,12 @@ def _site_name(message):
     return message.site.site_name or message.site.hostname
 
 
-def _next_or_sent(message):
+def _sent_or_expected(message):
     if message.status == MessageStatus.SENT:
         return local_datetime(message.sent_at)
-    if message.status in (MessageStatus.QUEUED, MessageStatus.DEFERRED):
-        return local_datetime(message.next_attempt_at)
-    return ""
+    # When the site's limits let it go (OutboxView.decorate_paginated_queryset); none while the
+    # site does not send (the forecast says why).
+    return local_datetime(getattr(message, "expected_at", None))
 
 
 class StatusColumn(Column):
@@ -270,7 +271,7 @@ class OutboxView(ReportView):
     ]
     export_headings = {
         "pk": gettext_lazy("ID"),
-        "site": gettext_lazy("Site"),
+        "site": pgettext_lazy("own smtp: a Wagtail site", "Site"),
         "get_status_display": gettext_lazy("Status"),
         "subject": gettext_lazy("Subject"),
         "recipients": gettext_lazy("Recipients"),
@@ -288,7 +289,9 @@ class OutboxView(ReportView):
             url_name="wagtail_own_smtp_admin:outbox_message",
         ),
         Column("recipients", label=gettext_lazy("Recipients"), accessor=_recipients),
-        Column("site", label=gettext_lazy("Site"), accessor=_site_name),
+        Column(
+            "site", label=pgettext_lazy("own smtp: a Wagtail site", "Site"), accessor=_site_name
+        ),
         StatusColumn("status", label=gettext_lazy("Status")),
         Column(
             "created_at",
@@ -297,7 +300,7 @@ class OutboxView(ReportView):
             sort_key="created_at",
         ),
         Column("attempts", label=gettext_lazy("Attempts")),
-        Column("when", label=gettext_lazy("Sent / next attempt"), accessor=_next_or_sent),
+        Column("when", label=gettext_lazy("Sent / expected"), accessor=_sent_or_expected),
     ]
 
     @cached_property
@@ -320,6 +323,16 @@ class OutboxView(ReportView):
         # Ties (bulk-queued mail) keep a stable order across pages.
         ordering = self.ordering or "-created_at"
         return queryset.order_by(ordering, "-pk" if ordering.startswith("-") else "pk")
+
+    def decorate_paginated_queryset(self, object_list):
+        if self.is_export:
+            return object_list
+        shown = list(object_list)  # the page's rows, read once; the table renders these
+        waiting = {message.site_id for message in shown if message.status in timeline.WAITING}
+        expected = timeline.expected_times(waiting)
+        for message in shown:
+            message.expected_at = expected.get(message.pk)
+        return object_list
 
     def search_queryset(self, queryset):
         if not self.is_searching:
@@ -380,7 +393,8 @@ class OutboxView(ReportView):
             sites = sites.filter(pk=self.site_filter.pk)
         in_use = forecast.sites_in_use(sites)
         shown = list(in_use[: FORECAST_SITES + 1])
-        return forecast.forecasts(shown[:FORECAST_SITES]), len(shown) > FORECAST_SITES
+        forecasts = timeline.add_charts(forecast.forecasts(shown[:FORECAST_SITES]))
+        return forecasts, len(shown) > FORECAST_SITES
 
     def get_context_data(self, *args, **kwargs):
         context = super().get_context_data(*args, **kwargs)
@@ -420,7 +434,9 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         message = self.message
-        waiting = message.status in (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+        expected_at = None
+        if message.status in timeline.WAITING:
+            expected_at = timeline.expected_times([message.site_id]).get(message.pk)
         context.update(
             message=message,
             status_label=message.get_status_display(),
@@ -435,7 +451,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
             + urlencode({"site": message.site_id}),
             times=[
                 ("queued-at", _("Queued at"), message.created_at),
-                ("next-attempt", _("Next attempt"), message.next_attempt_at if waiting else None),
+                ("expected-at", _("Expected to go"), expected_at),
                 ("last-attempt", _("Last attempt"), message.last_attempt_at),
                 ("sent-at", _("Sent at"), message.sent_at),
             ],
@@ -491,7 +507,7 @@ def retry_site(request, site_pk):
 
 class DeleteSentForm(forms.Form):
     site = forms.ModelChoiceField(
-        label=gettext_lazy("Site"),
+        label=pgettext_lazy("own smtp: a Wagtail site", "Site"),
         queryset=Site.objects.none(),
         required=False,
         empty_label=gettext_lazy("All sites you manage"),
@@ -572,6 +588,10 @@ class OutboxPanel(Component):
             "forecasts": forecast.forecasts(shown[:FORECAST_SITES]),
             "more_sites": len(shown) > FORECAST_SITES,
             "outbox_url": reverse("wagtail_own_smtp_admin:outbox"),
+            # Wagtail's settings URL without a site opens the setting of the current site.
+            "settings_url": reverse(
+                "wagtailsettings:edit", args=["wagtail_own_smtp", "smtpsettings"]
+            ),
             "request": self.request,
         }
 

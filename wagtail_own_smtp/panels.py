@@ -71,10 +71,11 @@ class OutboxSummaryPanel(Panel):
         def get_context_data(self, parent_context=None):
             # Imported here: the forecast reads the models, which import this module.
             from .forecast import site_forecast
+            from .timeline import add_charts
 
             context = super().get_context_data(parent_context)
             site_pk = self.instance.site_id
-            context["forecast"] = site_pk and site_forecast(self.instance)
+            context["forecast"] = site_pk and add_charts([site_forecast(self.instance)])[0]
             context["outbox_url"] = site_pk and (
                 reverse("wagtail_own_smtp_admin:outbox") + f"?site={site_pk}"
             )

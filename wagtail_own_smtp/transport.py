@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from django.core.mail.utils import DNS_NAME
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
 
 from . import conf
@@ -463,7 +464,7 @@ def hint_for_reply(text):
     return _reply_hint(int(match.group(1)) if match else None, text)
 
 
-def hint_for(params, code=None, text="", stage=None, error=None):
+def _hint_for(params, code=None, text="", stage=None, error=None):
     """A short explanation where the cause of a failure is known."""
     port, security = params.port, params.security
     text = text or ""
@@ -497,6 +498,11 @@ def hint_for(params, code=None, text="", stage=None, error=None):
             "port": port
         }
     return ""
+
+
+# Worded when shown, not when the failure happens: each reader gets the hint in their language
+# (the failure may happen in a worker, or while another editor saves).
+hint_for = lazy(_hint_for, str)
 
 
 def _oauth_refusal_hint(params, text):

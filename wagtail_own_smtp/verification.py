@@ -21,10 +21,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, transport
 from .dispatch import record_delivery
-from .models import AccessToken, SmtpSettings, VerificationStatus
+from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
 from .signals import server_verified
 
 # The verification state written after a save, a confirmation or a failure: never the
@@ -144,7 +145,7 @@ def send_confirmation(smtp_settings, request=None):
         failure = transport.SmtpFailure(
             transport.SERVER,
             _("The stored password cannot be decrypted with the configured keys."),
-            hint=_("Enter the password again and save."),
+            hint=gettext_lazy("Enter the password again and save."),
         )
         return _record_failure(smtp_settings, failure)
     except transport.SmtpFailure as failure:
@@ -157,7 +158,7 @@ def send_confirmation(smtp_settings, request=None):
 def _record_failure(smtp_settings, failure):
     smtp_settings.verification_status = VerificationStatus.FAILED
     smtp_settings.last_error = failure.text
-    smtp_settings.last_error_hint = failure.hint or ""
+    smtp_settings.last_error_hint = stored_hint(failure.hint)
     smtp_settings.token_hash = ""
     smtp_settings.token_sent_at = None
     smtp_settings.save(update_fields=STATE_FIELDS)

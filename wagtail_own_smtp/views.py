@@ -7,12 +7,14 @@ import time
 
 from authlib.common.security import generate_token
 from django.conf import settings as django_settings
+from django.contrib import messages as django_messages
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -214,12 +216,16 @@ def _settings_for_change(request, site_pk):
     return SmtpSettings.for_site(site)
 
 
-def failure_message(intro, failure):
+def error_with_hint(request, text, hint=""):
+    """A red admin message; the hint, where one is known, on a line of its own below it."""
+    detail = hint and format_html('<span class="w-block w-mt-1" data-own-smtp-hint>{}</span>', hint)
+    django_messages.error(request, messages.render(text, None, detail=detail))
+
+
+def failure_message(request, intro, failure):
     """The server's original reply, verbatim, and the hint where one is known."""
     text = _("%(intro)s The server answered: %(reply)s") % {"intro": intro, "reply": failure.text}
-    if failure.hint:
-        text = f"{text} {failure.hint}"
-    return text
+    error_with_hint(request, text, failure.hint)
 
 
 def add_confirmation_messages(request, result):
@@ -234,10 +240,7 @@ def add_confirmation_messages(request, result):
             % {"address": result.recipient},
         )
     else:
-        messages.error(
-            request,
-            failure_message(_("The test message could not be sent."), result.failure),
-        )
+        failure_message(request, _("The test message could not be sent."), result.failure)
 
 
 def _incomplete_message(request, smtp_settings):
@@ -274,7 +277,7 @@ def test_connection(request, site_pk):
             _("The stored password cannot be decrypted with the configured keys. Enter it again."),
         )
     except transport.SmtpFailure as failure:
-        messages.error(request, failure_message(_("The connection test failed."), failure))
+        failure_message(request, _("The connection test failed."), failure)
     else:
         messages.success(
             request,
@@ -302,8 +305,9 @@ def _callback_uri(request):
 
 
 def _sign_in_failed(request, text, hint=""):
-    message = _("The account could not be connected. %(reason)s") % {"reason": text}
-    messages.error(request, f"{message} {hint}".strip())
+    error_with_hint(
+        request, _("The account could not be connected. %(reason)s") % {"reason": text}, hint
+    )
 
 
 @require_POST

@@ -52,9 +52,15 @@ class Command(BaseCommand):
     def ensure_superuser(self):
         username, password = SUPERUSER
         User = get_user_model()
-        if User.objects.filter(username=username).exists():
+        # A name too: Wagtail's account page requires it, so without one "Save" (to switch the
+        # admin's language) fails.
+        names = {"first_name": "Ada", "last_name": "Admin"}
+        user = User.objects.filter(username=username).first()
+        if user is not None:
+            if not user.first_name or not user.last_name:
+                User.objects.filter(pk=user.pk).update(**names)
             return
-        User.objects.create_superuser(username, "admin@survey.example", password)
+        User.objects.create_superuser(username, "admin@survey.example", password, **names)
         self.stdout.write(f"Created the superuser {username} / {password}.")
 
     def ensure_site(self):
