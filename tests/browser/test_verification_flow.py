@@ -21,6 +21,20 @@ from wagtail_own_smtp.models import SmtpSettings
 pytestmark = pytest.mark.browser
 
 
+# The bottom edge of the text that carries the server's reply, inside a message.
+REPLY_BOTTOM = """element => {
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.textContent.includes("535")) {
+            const range = document.createRange();
+            range.selectNodeContents(node);
+            return range.getBoundingClientRect().bottom;
+        }
+    }
+    return Infinity;
+}"""
+
+
 def fill_server(page, server, *, password=SMTP_PASSWORD):
     page.locator("#id_host").fill("localhost")
     page.locator("#id_port").fill(str(server.port))
@@ -50,6 +64,9 @@ def test_editor_verifies_own_server_by_link(
         .startswith(f"A test message with a confirmation link was sent to {SMTP_USER}.")
     )
     assert is_red(rgb(red))
+    # Nothing is wrong: Wagtail's "Go to the first error" button finds nothing to show.
+    assert red.locator("button").count() == 1
+    assert not red.locator("button").is_visible()
     assert page.locator("[data-own-smtp-status=pending]").is_visible()
     # Nothing of the password comes back to the browser.
     assert SMTP_PASSWORD not in page.content()
@@ -61,6 +78,7 @@ def test_editor_verifies_own_server_by_link(
     assert received.rcpt_tos == [SMTP_USER] and received.tls
     page.goto(confirmation_link(received))
     assert "Confirm that the mail of" in page.inner_text("main")
+    assert "{#" not in page.inner_text("body") and "#}" not in page.inner_text("body")
     assert page.locator("dd", has_text=f"{starttls_server.port}").count() == 1
     with page.expect_navigation():
         page.get_by_role("button", name="Confirm").click()
@@ -80,13 +98,18 @@ def test_editor_verifies_own_server_by_link(
     save(page)
     error = message(page, "error")
     assert "535 5.7.8 Authentication credentials invalid" in error.inner_text()
+    # the hint on a line of its own under the server's reply
+    hint = error.locator("[data-own-smtp-hint]")
+    assert hint.inner_text() == "The server rejected the username or password."
+    assert hint.bounding_box()["y"] >= error.evaluate(REPLY_BOTTOM) - 1
     assert page.locator("[data-own-smtp-last-error]").inner_text() == (
         "535 5.7.8 Authentication credentials invalid"
     )
-    assert "Until then, mail is sent through the verified server" in page.inner_text(
-        "[data-own-smtp-status]"
+    assert (
+        "Until new server settings are saved and confirmed by link, mail is still sent through "
+        "the verified server" in page.inner_text("[data-own-smtp-status]")
     )
-    screenshot(page, "wrong-password")
+    screenshot(page, "wrong-password", for_readme=True)
     assert SmtpSettings.objects.get(site=site).verified_host == "localhost"
 
 
@@ -135,10 +158,12 @@ def test_german_editor_sees_german_words(
         .startswith(f"Eine Testnachricht mit Bestätigungslink wurde an {SMTP_USER} gesendet.")
     )
     assert is_red(rgb(red))
+    assert not red.locator("button").is_visible()
     screenshot(page, "red-de")
 
     page.goto(confirmation_link(starttls_server.wait_for(1)[0]))
     assert "Mailserver bestätigen" in page.inner_text("main")
+    assert "{#" not in page.inner_text("body")
     with page.expect_navigation():
         page.get_by_role("button", name="Bestätigen").click()
     green = message(page, "success")
@@ -148,3 +173,19 @@ def test_german_editor_sees_german_words(
         page.locator("[data-own-smtp-verified]").inner_text().strip().startswith("Validiert seit")
     )
     screenshot(page, "green-de")
+    # the outbox summary and its chart speak German too
+    summary = page.inner_text("[data-own-smtp-outbox-summary]")
+    assert "Gesendete Empfänger pro Stunde" in summary
+
+    # a wrong password: the server's reply, and the hint in German on its own line
+    page.locator("#id_password").fill("falsches-passwort")
+    save(page)
+    error = message(page, "error")
+    assert "535 5.7.8" in error.inner_text()
+    assert error.locator("[data-own-smtp-hint]").inner_text() == (
+        "Der Server hat Benutzername oder Passwort abgelehnt."
+    )
+    status = page.inner_text("[data-own-smtp-status]")
+    assert "Der Server hat Benutzername oder Passwort abgelehnt." in status
+    assert "Bis neue Servereinstellungen gespeichert und per Link bestätigt sind" in status
+    screenshot(page, "wrong-password-de")
