@@ -52,14 +52,6 @@ class Chart:
     plot_bottom: int = HEIGHT - BOTTOM
 
     @property
-    def past(self):
-        return [bar for bar in self.bars if bar.start < self.now]
-
-    @property
-    def ahead(self):
-        return [bar for bar in self.bars if bar.start + HOUR > self.now and bar.expected]
-
-    @property
     def sent_total(self):
         return sum(bar.sent for bar in self.bars)
 
@@ -133,4 +125,5 @@ def _lay_out(chart):
         chart.cap_y = y_of(chart.cap)
     offset = (chart.now - chart.bars[0].start) / HOUR
     chart.now_x = round(chart.plot_left + offset * slot, 1)
-    chart.ticks = [(y_of(value), value) for value in (0, chart.scale_max // 2, chart.scale_max)]
+    values = sorted({0, chart.scale_max // 2, chart.scale_max})
+    chart.ticks = [(y_of(value), value) for value in values]

@@ -222,7 +222,7 @@ def error_with_hint(request, text, hint=""):
     django_messages.error(request, messages.render(text, None, detail=detail))
 
 
-def failure_message(request, intro, failure):
+def add_failure_message(request, intro, failure):
     """The server's original reply, verbatim, and the hint where one is known."""
     text = _("%(intro)s The server answered: %(reply)s") % {"intro": intro, "reply": failure.text}
     error_with_hint(request, text, failure.hint)
@@ -240,7 +240,7 @@ def add_confirmation_messages(request, result):
             % {"address": result.recipient},
         )
     else:
-        failure_message(request, _("The test message could not be sent."), result.failure)
+        add_failure_message(request, _("The test message could not be sent."), result.failure)
 
 
 def _incomplete_message(request, smtp_settings):
@@ -277,7 +277,7 @@ def test_connection(request, site_pk):
             _("The stored password cannot be decrypted with the configured keys. Enter it again."),
         )
     except transport.SmtpFailure as failure:
-        failure_message(request, _("The connection test failed."), failure)
+        add_failure_message(request, _("The connection test failed."), failure)
     else:
         messages.success(
             request,
