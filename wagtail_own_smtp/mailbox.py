@@ -182,6 +182,13 @@ class Mailbox:
             # AUTHENTICATE PLAIN carries UTF-8; LOGIN takes only ASCII passwords.
             secret = f"\0{params.username}\0{params.password}".encode()
             connection.authenticate("PLAIN", lambda _challenge: secret)
+        elif not (params.username + params.password).isascii():
+            raise MailboxFailure(
+                _(
+                    "The mailbox server offers only a login that cannot carry non-ASCII "
+                    "characters (LOGIN, not AUTHENTICATE PLAIN)."
+                )
+            )
         else:
             connection.login(params.username, params.password)
         # Servers announce MOVE and UIDPLUS only to a logged-in client.
