@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.filters import WagtailFilterSet
@@ -19,7 +20,9 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.views.reports import ReportView
 from wagtail.log_actions import log
 
-from .models import Bounce, BounceKind, Suppression
+from . import bounces, crypto
+from .mailbox import MailboxFailure
+from .models import AuthMethod, Bounce, BounceKind, SmtpSettings, Suppression
 from .outbox import _site_for_change, local_datetime, outbox_sites, settings_permission_policy
 
 LIFT_ACTION = "wagtail_own_smtp.lift_suppression"
@@ -214,7 +217,41 @@ class LiftSuppressionView(_OneRow):
         return redirect("wagtail_own_smtp_admin:suppressions")
 
 
+@require_POST
+def test_mailbox(request, site_pk):
+    """Log in to the saved mailbox and open its folder read-only; nothing changes."""
+    site = _site_for_change(request.user, site_pk)
+    smtp_settings = SmtpSettings.for_site(site)
+    settings_url = reverse(
+        "wagtailsettings:edit", args=["wagtail_own_smtp", "smtpsettings", site.pk]
+    )
+    if not smtp_settings.imap_host or smtp_settings.auth_method != AuthMethod.PASSWORD:
+        messages.error(request, _("Enter the IMAP host, use the password login, and save first."))
+        return redirect(settings_url)
+    try:
+        count = bounces.test_mailbox(smtp_settings)
+    except crypto.UndecryptablePassword:
+        messages.error(request, _("The stored password cannot be decrypted. Enter it again."))
+    except MailboxFailure as failure:
+        messages.error(request, _("The mailbox test failed: %(reason)s") % {"reason": failure})
+    else:
+        messages.success(
+            request,
+            _(
+                "The mailbox works: %(folder)s on %(host)s holds %(count)s messages. "
+                "Nothing was changed."
+            )
+            % {
+                "folder": smtp_settings.imap_folder,
+                "host": smtp_settings.imap_host,
+                "count": count,
+            },
+        )
+    return redirect(settings_url)
+
+
 urlpatterns = [
+    path("<int:site_pk>/test-mailbox/", test_mailbox, name="test_mailbox"),
     path("bounces/", BouncesView.as_view(), name="bounces"),
     path("bounces/results/", BouncesView.as_view(results_only=True), name="bounces_results"),
     path("bounces/<int:pk>/", BounceView.as_view(), name="bounce"),

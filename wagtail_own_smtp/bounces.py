@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -61,17 +62,44 @@ class Reading:
     failure: str = ""
 
 
-def mailbox_params(smtp_settings):
-    """The site's mailbox, opened with the verified SMTP login (password logins only)."""
+def mailbox_params(smtp_settings, verified=True):
+    """The site's mailbox, opened with the SMTP login (password logins only): the verified one
+    for reading, the saved one for the editor's "Test the mailbox"."""
+    if verified:
+        username = smtp_settings.verified_username or smtp_settings.verified_from_email
+        secret = smtp_settings.verified_password_ciphertext
+    else:
+        username = smtp_settings.username or smtp_settings.from_email
+        secret = smtp_settings.password_ciphertext
     return MailboxParams(
         host=smtp_settings.imap_host,
         port=smtp_settings.imap_port,
         security=smtp_settings.imap_security,
-        username=smtp_settings.verified_username or smtp_settings.verified_from_email,
-        password=crypto.decrypt(smtp_settings.verified_password_ciphertext),
+        username=username,
+        password=crypto.decrypt(secret),
         folder=smtp_settings.imap_folder or "INBOX",
         move_to=smtp_settings.imap_move_to,
     )
+
+
+def test_mailbox(smtp_settings):
+    """Log in and open the folder read-only: how many messages it holds. Changes nothing."""
+    with Mailbox(mailbox_params(smtp_settings, verified=False)) as box:
+        return box.count()
+
+
+def bounce_rate(site_id, days=7):
+    """(bounced recipients, sent recipients) of the site's messages sent in the last ``days``."""
+    since = timezone.now() - timedelta(days=days)
+    sent = OutboundMessage.objects.filter(site_id=site_id, status="sent", sent_at__gte=since)
+    recipients = sent.aggregate(total=Sum("recipient_count"))["total"] or 0
+    bounced = (
+        Bounce.objects.filter(site_id=site_id, message__in=sent)
+        .values("message_id", "recipient")
+        .distinct()
+        .count()
+    )
+    return bounced, recipients
 
 
 def readable_settings():

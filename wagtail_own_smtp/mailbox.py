@@ -195,6 +195,17 @@ class Mailbox:
         _status, data = connection.capability()
         self.capabilities = set((data[-1] or b"").decode("ascii", "replace").upper().split())
 
+    def count(self):
+        """How many messages the folder holds, opened read-only (EXAMINE)."""
+        try:
+            self.connection.step()
+            status, data = self.connection.select(quoted(self.params.folder), readonly=True)
+        except (imaplib.IMAP4.error, OSError) as error:
+            raise _failure(error) from None
+        if status != "OK":
+            raise MailboxFailure(_("The folder %s cannot be opened.") % self.params.folder)
+        return int(data[0])
+
     def fetch_new(self, known_uidvalidity, last_uid, limit):
         """Messages with a UID above ``last_uid`` (all of them when UIDVALIDITY changed), at most
         ``limit``, oldest first. ``BODY.PEEK`` leaves them unread."""

@@ -158,17 +158,31 @@ class SmtpSettings(BaseSiteSetting):
             "and addresses that bounce are no longer mailed. Other mail stays untouched."
         ),
     )
-    imap_host = models.CharField(_("IMAP host"), max_length=253, blank=True)
+    imap_host = models.CharField(
+        _("IMAP host"),
+        max_length=253,
+        blank=True,
+        help_text=_("The server of the sender's mailbox, e.g. outlook.office365.com."),
+    )
     imap_port = models.PositiveIntegerField(
-        _("IMAP port"), default=993, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+        _("IMAP port"),
+        default=993,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text=_("Usually 993 (SSL/TLS) or 143 (STARTTLS)."),
     )
     imap_security = models.CharField(
         _("IMAP encryption"),
         max_length=16,
         choices=MailboxSecurity.choices,
         default=MailboxSecurity.SSL,
+        help_text=_("The login never travels unencrypted."),
     )
-    imap_folder = models.CharField(_("folder to read"), max_length=200, default="INBOX")
+    imap_folder = models.CharField(
+        _("folder to read"),
+        max_length=200,
+        default="INBOX",
+        help_text=_("Where delivery reports arrive; usually INBOX."),
+    )
     imap_move_to = models.CharField(
         _("folder for recognised reports"),
         max_length=200,
