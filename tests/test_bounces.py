@@ -209,3 +209,22 @@ def test_a_reference_stays_valid_when_the_secret_key_is_rotated(site_a, settings
 
     assert bounces.referenced_message(site_a.pk, value) == 42
     assert statuses() == {}
+
+
+def test_own_smtp_status_shows_the_bounce_rate_of_the_last_seven_days(site_a, starttls_server):
+    import io
+
+    from django.core.management import call_command
+
+    site_a_settings = own_server(site_a, starttls_server, bounce_processing=True)
+    send(site_a, ["gone@example.org"])
+    send(site_a, ["fine@example.org"])
+    dispatch(budget_seconds=5)
+    [gone] = [r for r in starttls_server.wait_for(2) if r.rcpt_tos == ["gone@example.org"]]
+    bounces.record_report(site_a.pk, postfix_report(headers_of(gone), "gone@example.org"))
+    out = io.StringIO()
+
+    call_command("own_smtp_status", stdout=out)
+
+    assert "bounces in the last 7 days: 1 of 2 recipients" in out.getvalue()
+    assert site_a_settings.bounce_processing
