@@ -118,6 +118,9 @@ def test_form_renders_the_preset_select_with_data_for_the_script(admin_client, s
         "min_interval": "2",
         "max_per_hour": "",
         "max_per_day": "10000",
+        "imap_host": "outlook.office365.com",
+        "imap_port": "993",
+        "imap_security": "ssl",
     }
     assert data["microsoft365_app"]["values"]["auth_method"] == "microsoft_app"
     assert "Exchange Online limits" in data["microsoft365"]["note"]

@@ -21,6 +21,13 @@ DEFAULTS = {
     # Per provider ("microsoft", "google"), settings over oauth.DEFAULT_PROVIDERS: CLIENT_ID and
     # CLIENT_SECRET of the platform's app for signing in, AUTHORIZE_URL, TOKEN_URL, TENANT, SCOPE.
     "OAUTH_PROVIDERS": {},
+    # Bounces: how often the sender mailboxes are read, how much one reading takes, and the soft
+    # bounces (on different days within SOFT_BOUNCE_DAYS) that suppress an address.
+    "BOUNCE_POLL_SECONDS": 300,
+    "BOUNCES_PER_RUN": 200,
+    "MAX_REPORT_SIZE": 2 * 1024 * 1024,
+    "SOFT_BOUNCE_LIMIT": 3,
+    "SOFT_BOUNCE_DAYS": 14,
 }
 
 

@@ -40,7 +40,7 @@ from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import conf, crypto, limits, signals, transport
+from . import bounces, conf, crypto, limits, signals, transport
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -450,9 +450,13 @@ class SenderRewrite:
             self._from_fields[name] = _fold("From", Address(name, addr_spec=self.sender))
         return self._from_fields[name]
 
-    def __call__(self, raw):
+    def __call__(self, raw, reference=""):
         head, separator, body = raw.partition(b"\r\n\r\n")
         fields = _header_fields(head)
+        if reference:
+            # Only the dispatcher's own reference may match a bounce (see bounces.py).
+            own = bounces.REFERENCE_HEADER.lower()
+            fields = [f for f in fields if _field_name(f) != own]
         by_name = {}
         for index, field_bytes in enumerate(fields):
             by_name.setdefault(_field_name(field_bytes), index)
@@ -474,7 +478,7 @@ class SenderRewrite:
         sender = self.sender.lower()
         # An original From that cannot be parsed is kept as Reply-To: it may well differ.
         differs = not parsed or any(address.addr_spec.lower() != sender for address in original)
-        additions = []
+        additions = [f"{bounces.REFERENCE_HEADER}: {reference}".encode()] if reference else []
         if differs and "reply-to" not in by_name:
             # The original field's own bytes, so its encoding stays exactly as Django wrote it.
             from_field = fields[by_name["from"]]
@@ -594,6 +598,7 @@ class _SiteRun:
             now,
         )
         self.batch = deque()
+        self.suppressed = set()  # addresses of the batch the site no longer mails, lower case
         self.outcome = outcome or _Outcome()  # shared by the call's runs
         self.connection = None
         self.last_used = None
@@ -620,6 +625,8 @@ class _SiteRun:
             self.batch.extend(
                 claim_due(self.site_id, self.owner, now, self.lease_until, self.claim_size())
             )
+            addresses = {address for message in self.batch for address in message.recipients}
+            self.suppressed = bounces.suppressed(self.site_id, addresses) if addresses else set()
             if not self.batch:
                 self.exhausted = self.finished = True
         return bool(self.batch)
@@ -680,9 +687,16 @@ class _SiteRun:
                 self.batch.clear()
                 self.finished = True
             return
+        recipients = [r for r in message.recipients if r.lower() not in self.suppressed]
+        if not recipients:
+            self.batch.popleft()
+            self._fail(message, _("Not sent: every recipient bounced before and is suppressed."))
+            return
         try:
-            raw = self.rewrite(bytes(message.raw_message))
-            refused = transport.send(connection, self.params, self.sender, message.recipients, raw)
+            raw = self.rewrite(
+                bytes(message.raw_message), bounces.reference(self.site_id, message.pk)
+            )
+            refused = transport.send(connection, self.params, self.sender, recipients, raw)
         except transport.SmtpFailure as failure:
             self.last_used = time.monotonic()
             if failure.kind == transport.SERVER:

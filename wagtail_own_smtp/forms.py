@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
 from . import crypto, presets, transport
+from .mailbox_form import MailboxFieldsMixin
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_PASSWORD_LENGTH = 1024
@@ -115,7 +116,7 @@ class AuthMethodSelect(forms.RadioSelect):
         js = ["wagtail_own_smtp/js/auth-method.js"]
 
 
-class SmtpSettingsForm(WagtailAdminModelForm):
+class SmtpSettingsForm(MailboxFieldsMixin, WagtailAdminModelForm):
     # Not stored: the preset only fills the fields below it, in the browser.
     provider_preset = forms.ChoiceField(
         label=_("Provider"),
@@ -325,6 +326,7 @@ class SmtpSettingsForm(WagtailAdminModelForm):
                 )
         else:
             self._clean_oauth(cleaned, method)
+        self.clean_mailbox(cleaned, method)
         return cleaned
 
     def _clean_app_fields(self, cleaned, method):

@@ -44,6 +44,11 @@ class AuthMethod(models.TextChoices):
 SIGN_IN_METHODS = (AuthMethod.MICROSOFT, AuthMethod.GOOGLE)
 
 
+class MailboxSecurity(models.TextChoices):
+    SSL = "ssl", _("SSL/TLS")
+    STARTTLS = "starttls", _("STARTTLS")
+
+
 class VerificationStatus(models.TextChoices):
     UNVERIFIED = "unverified", _("Not verified")
     PENDING = "pending", _("Waiting for confirmation")
@@ -161,6 +166,47 @@ class SmtpSettings(BaseSiteSetting):
         blank=True,
         validators=[MaxValueValidator(MAX_PER_DAY)],
         help_text=_("Recipients per rolling 24 hours; blank = unlimited."),
+    )
+
+    # Bounces: the sender's mailbox, read with the verified login (see bounces.py).
+    bounce_processing = models.BooleanField(
+        _("read bounces from the sender's mailbox"),
+        default=False,
+        help_text=_(
+            "Delivery reports are read from the sender's mailbox over IMAP, shown in the outbox, "
+            "and addresses that bounce are no longer mailed. Other mail stays untouched."
+        ),
+    )
+    imap_host = models.CharField(
+        _("IMAP host"),
+        max_length=253,
+        blank=True,
+        help_text=_("The server of the sender's mailbox, e.g. outlook.office365.com."),
+    )
+    imap_port = models.PositiveIntegerField(
+        _("IMAP port"),
+        default=993,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text=_("Usually 993 (SSL/TLS) or 143 (STARTTLS)."),
+    )
+    imap_security = models.CharField(
+        _("IMAP encryption"),
+        max_length=16,
+        choices=MailboxSecurity.choices,
+        default=MailboxSecurity.SSL,
+        help_text=_("The login never travels unencrypted."),
+    )
+    imap_folder = models.CharField(
+        _("folder to read"),
+        max_length=200,
+        default="INBOX",
+        help_text=_("Where delivery reports arrive; usually INBOX."),
+    )
+    imap_move_to = models.CharField(
+        _("folder for recognised reports"),
+        max_length=200,
+        blank=True,
+        help_text=_("Blank: recognised reports stay where they are and are marked as read."),
     )
 
     # Read-only state.
@@ -392,3 +438,72 @@ class AccessToken(models.Model):
 
     def __str__(self):
         return f"access token of site {self.site_id} until {self.expires_at}"
+
+
+class BounceKind(models.TextChoices):
+    HARD = "hard", _("Hard bounce")
+    SOFT = "soft", _("Soft bounce")
+    COMPLAINT = "complaint", _("Complaint")
+
+
+class MailboxState(models.Model):
+    """How far a site's mailbox has been read: IMAP numbers anew when UIDVALIDITY changes."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="+", primary_key=True)
+    uidvalidity = models.BigIntegerField(default=0)
+    last_uid = models.BigIntegerField(default=0)
+    read_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    too_large = models.PositiveIntegerField(default=0)  # messages left alone for their size
+
+    def __str__(self):
+        return f"mailbox state of site {self.site_id}"
+
+
+class Bounce(models.Model):
+    """A delivery report about a message of the site, for one of its recipients."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(
+        OutboundMessage, on_delete=models.SET_NULL, null=True, related_name="bounces"
+    )
+    recipient = models.CharField(_("recipient"), max_length=254)
+    kind = models.CharField(_("kind"), max_length=16, choices=BounceKind.choices)
+    status_code = models.CharField(_("status code"), max_length=16, blank=True)
+    diagnostic = models.TextField(_("remote server's reply"), blank=True)
+    report = models.TextField(_("report"), blank=True)  # the report itself, size-capped
+    report_key = models.CharField(max_length=64)  # the same report read twice counts once
+    received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("bounce")
+        verbose_name_plural = _("bounces")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "report_key", "recipient"], name="own_smtp_bounce_once"
+            )
+        ]
+        indexes = [models.Index(fields=["site", "recipient"], name="own_smtp_bounce_rcpt_idx")]
+
+    def __str__(self):
+        return f"{self.kind} bounce of {self.recipient}"
+
+
+class Suppression(models.Model):
+    """An address the site no longer mails, until an editor lifts it."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(_("address"), max_length=254)  # lower case
+    reason = models.CharField(_("reason"), max_length=16, choices=BounceKind.choices)
+    bounce = models.ForeignKey(Bounce, on_delete=models.SET_NULL, null=True, related_name="+")
+    since = models.DateTimeField(_("since"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("suppressed address")
+        verbose_name_plural = _("suppressed addresses")
+        constraints = [
+            models.UniqueConstraint(fields=["site", "address"], name="own_smtp_suppressed_once")
+        ]
+
+    def __str__(self):
+        return self.address

@@ -82,6 +82,34 @@ class OutboxSummaryPanel(Panel):
             return context
 
 
+class MailboxPanel(Panel):
+    """Bounces: when the mailbox was last read, the bounce rate, and "Test the mailbox"."""
+
+    class BoundPanel(Panel.BoundPanel):
+        template_name = "wagtail_own_smtp/panels/mailbox.html"
+
+        def get_context_data(self, parent_context=None):
+            # Imported here: bounces reads the models, which import this module.
+            from .bounces import bounce_rate
+            from .models import MailboxState
+
+            context = super().get_context_data(parent_context)
+            site_pk = self.instance.site_id
+            if site_pk:
+                bounced, sent = bounce_rate(site_pk)
+                context.update(
+                    state=MailboxState.objects.filter(site_id=site_pk).first(),
+                    bounced=bounced,
+                    sent=sent,
+                    test_url=reverse("wagtail_own_smtp_admin:test_mailbox", args=[site_pk]),
+                    bounces_url=reverse("wagtail_own_smtp_admin:bounces") + f"?site={site_pk}",
+                    suppressions_url=reverse("wagtail_own_smtp_admin:suppressions")
+                    + f"?site={site_pk}",
+                )
+            context["can_act"] = bool(site_pk and self.instance.imap_host)
+            return context
+
+
 settings_panels = [
     MultiFieldPanel(
         [FieldPanel("delivery_mode", widget=forms.RadioSelect)],
@@ -112,5 +140,15 @@ settings_panels = [
             FieldRowPanel([FieldPanel("max_per_hour"), FieldPanel("max_per_day")]),
         ],
         heading=_("Minimum interval / limits"),
+    ),
+    MultiFieldPanel(
+        [
+            FieldPanel("bounce_processing"),
+            FieldRowPanel([FieldPanel("imap_host"), FieldPanel("imap_port")]),
+            FieldPanel("imap_security"),
+            FieldRowPanel([FieldPanel("imap_folder"), FieldPanel("imap_move_to")]),
+            MailboxPanel(),
+        ],
+        heading=_("Bounces"),
     ),
 ]

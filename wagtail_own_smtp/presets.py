@@ -49,6 +49,8 @@ from django.utils.translation import gettext_lazy as _
 # The form fields a preset may fill; a field a preset leaves out keeps its value.
 SERVER_FIELDS = ("host", "port", "security", "auth_method")
 LIMIT_FIELDS = ("min_interval", "max_per_hour", "max_per_day")
+# Where the provider's mailbox is read for bounces (IMAP over TLS).
+MAILBOX_FIELDS = ("imap_host", "imap_port", "imap_security")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Preset:
         return {
             name: "" if value is None else str(value)
             for name, value in self.values.items()
-            if name in SERVER_FIELDS + LIMIT_FIELDS
+            if name in SERVER_FIELDS + LIMIT_FIELDS + MAILBOX_FIELDS
         }
 
 
@@ -88,7 +90,9 @@ _MICROSOFT_SERVER = {
     "min_interval": 2,
     "max_per_hour": None,
     "max_per_day": 10000,
+    **{"imap_host": "outlook.office365.com", "imap_port": 993, "imap_security": "ssl"},
 }
+_GOOGLE_MAILBOX = {"imap_host": "imap.gmail.com", "imap_port": 993, "imap_security": "ssl"}
 
 PRESETS = (
     Preset(
@@ -102,6 +106,7 @@ PRESETS = (
             "min_interval": 0,
             "max_per_hour": None,
             "max_per_day": 2000,
+            **_GOOGLE_MAILBOX,
         },
         format_lazy(
             "{} {}",
@@ -123,6 +128,7 @@ PRESETS = (
             "min_interval": 0,
             "max_per_hour": None,
             "max_per_day": 500,
+            **_GOOGLE_MAILBOX,
         },
         format_lazy(
             "{} {}",
@@ -166,6 +172,7 @@ PRESETS = (
             "min_interval": 0,
             "max_per_hour": 500,
             "max_per_day": None,
+            **{"imap_host": "imap.ionos.de", "imap_port": 993, "imap_security": "ssl"},
         },
         _(
             "Limits as published by IONOS (What are the mass mailing limits?): 500 an hour for "
@@ -175,7 +182,13 @@ PRESETS = (
     Preset(
         "strato",
         _("STRATO"),
-        {"host": "smtp.strato.de", "port": 465, "security": "ssl", "auth_method": "password"},
+        {
+            "host": "smtp.strato.de",
+            "port": 465,
+            "security": "ssl",
+            "auth_method": "password",
+            **{"imap_host": "imap.strato.de", "imap_port": 993, "imap_security": "ssl"},
+        },
         _(
             "No sending limit published by STRATO could be confirmed: ask STRATO for your "
             "package's limit. The limits stay as they are."

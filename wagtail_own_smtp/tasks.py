@@ -13,11 +13,20 @@ from . import conf, dispatch
 
 SCHEDULE_NAME = "wagtail_own_smtp.dispatch"
 DISPATCH_TASK = "wagtail_own_smtp.tasks.dispatch_task"
+BOUNCES_SCHEDULE_NAME = "wagtail_own_smtp.bounces"
+BOUNCES_TASK = "wagtail_own_smtp.tasks.bounces_task"
 
 
 def dispatch_task():
     """Send due mail of all sites within the dispatch budget (scheduled every minute)."""
     return dispatch.dispatch(budget_seconds=conf.get("DISPATCH_BUDGET")).as_dict()
+
+
+def bounces_task():
+    """Read every enabled sender mailbox once (scheduled every BOUNCE_POLL_SECONDS)."""
+    from . import bounces
+
+    return [(r.site_id, r.read, len(r.bounces), r.failure) for r in bounces.read_all()]
 
 
 def dispatch_soon():
@@ -28,7 +37,8 @@ def dispatch_soon():
 
 
 def ensure_schedule(using="default", **kwargs):
-    """Create or update the every-minute dispatch Schedule; connected to ``post_migrate``."""
+    """Create or update the every-minute dispatch Schedule and the bounce reading's;
+    connected to ``post_migrate``."""
     from django.apps import apps
     from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -39,6 +49,16 @@ def ensure_schedule(using="default", **kwargs):
     using = using or DEFAULT_DB_ALIAS
     if Schedule._meta.db_table not in connections[using].introspection.table_names():
         return None  # django_q not migrated (yet) on this database
+    minutes = max(1, round(conf.get("BOUNCE_POLL_SECONDS") / 60))
+    Schedule.objects.using(using).update_or_create(
+        name=BOUNCES_SCHEDULE_NAME,
+        defaults={
+            "func": BOUNCES_TASK,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+            "repeats": -1,
+        },
+    )
     schedule, _created = Schedule.objects.using(using).update_or_create(
         name=SCHEDULE_NAME,
         defaults={

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin import messages
 
-from . import outbox, verification, views
+from . import bounce_admin, outbox, verification, views
 from .forms import security_hint
 from .models import SmtpSettings
 
@@ -31,6 +31,7 @@ _admin_urls = [
     # One fixed address for every site: the providers accept only registered redirect URIs.
     path("oauth/callback/", views.oauth_callback, name="oauth_callback"),
     *outbox.urlpatterns,
+    *bounce_admin.urlpatterns,
 ]
 
 
@@ -52,6 +53,35 @@ def register_outbox_menu_item():
         name="own-smtp-outbox",
         icon_name="mail",
         order=1000,
+    )
+
+
+@hooks.register("register_reports_menu_item")
+def register_bounces_menu_item():
+    return outbox.OutboxMenuItem(
+        _("Bounces"),
+        reverse("wagtail_own_smtp_admin:bounces"),
+        name="own-smtp-bounces",
+        icon_name="warning",
+        order=1001,
+    )
+
+
+@hooks.register("register_reports_menu_item")
+def register_suppressions_menu_item():
+    return outbox.OutboxMenuItem(
+        _("Suppressed addresses"),
+        reverse("wagtail_own_smtp_admin:suppressions"),
+        name="own-smtp-suppressions",
+        icon_name="cross",
+        order=1002,
+    )
+
+
+@hooks.register("register_log_actions")
+def register_log_actions(actions):
+    actions.register_action(
+        bounce_admin.LIFT_ACTION, _("Lift a suppression"), _("Suppression lifted")
     )
 
 

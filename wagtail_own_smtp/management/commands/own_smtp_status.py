@@ -6,6 +6,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
+from wagtail_own_smtp.bounces import bounce_rate
 from wagtail_own_smtp.dispatch import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
 from wagtail_own_smtp.models import (
@@ -59,6 +60,7 @@ class Command(BaseCommand):
             "unverified": _("mail waits until a server is verified"),
             "platform": _("queued mail waits: the site sends via the platform now"),
             "now": _("now"),
+            "bounces": _("bounces in the last 7 days: %(bounced)s of %(sent)s recipients"),
         }
         modes = {value: str(label) for value, label in DeliveryMode.choices}
         verifications = {value: str(label) for value, label in VerificationStatus.choices}
@@ -101,4 +103,7 @@ class Command(BaseCommand):
                 lines.append("  " + words["unverified"])
             elif not smtp_settings.sends_own and outlook.counts[MessageStatus.QUEUED]:
                 lines.append("  " + words["platform"])
+            if smtp_settings.bounce_processing:
+                bounced, sent = bounce_rate(site.pk)
+                lines.append("  " + words["bounces"] % {"bounced": bounced, "sent": sent})
             self.stdout.write("\n".join(lines))
