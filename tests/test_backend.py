@@ -206,6 +206,29 @@ def test_header_injection_is_refused_not_stored(site, starttls_server):
     assert not OutboundMessage.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        '"attacker@evil.example>"@legit.example',  # one mailbox at legit.example
+        '"john doe"@example.com',
+        '"a\\"b"@example.com',
+    ],
+)
+def test_the_envelope_recipient_is_the_address_given_quotes_kept(
+    site, starttls_server, recipient
+):
+    own_server(site, starttls_server)
+    with using_site(site):
+        send_mail("Hi", "Body", ORIGINAL_FROM, [recipient])
+    assert OutboundMessage.objects.get().recipients == [recipient]
+
+    dispatch(budget_seconds=5)
+
+    (received,) = starttls_server.wait_for(1)
+    assert received.rcpt_tos == [recipient]
+    assert received.message["To"].addresses[0].addr_spec == recipient
+
+
 def test_fallback_to_itself_is_refused(settings):
     if django.VERSION >= (6, 1):
         settings.MAILERS = {

@@ -1,6 +1,8 @@
 """The outbox: listing, filters, search, counts, forecast, the message page and its actions, and
 who may see and do what (per site)."""
 
+import csv
+import io
 import re
 from datetime import timedelta
 from email.message import EmailMessage as RawMessage
@@ -224,6 +226,29 @@ def test_export_as_csv_follows_the_filters(admin_client, site_a, site_b):
     )
     assert len(rows) == 2 and "Invitation B,someone@example.org" in rows[1]
     assert "Deferred" in rows[1] and "451 4.3.0 Try later" in rows[1]
+
+
+def test_csv_export_neutralises_formula_cells(admin_client, site_a):
+    # Anyone who can get a message queued chooses its subject; the server chooses its reply.
+    stored(
+        site_a, '=HYPERLINK("http://evil.example","x")', last_error="@SUM(1+1)*cmd|' /C calc'!A0"
+    )
+    stored(site_a, "-2+3", status="deferred", last_error="\t=1+1")
+
+    response = admin_client.get(OUTBOX, {"export": "csv"})
+
+    text = b"".join(response.streaming_content).decode()
+    rows = {row[0]: row for row in csv.reader(io.StringIO(text)) if row[0] != "ID"}
+    cells = sorted((row[3], row[9]) for row in rows.values())
+    assert cells == [
+        ("'-2+3", "'\t=1+1"),
+        ('\'=HYPERLINK("http://evil.example","x")', "'@SUM(1+1)*cmd|' /C calc'!A0"),
+    ]
+    # Other cells stay as they are.
+    assert sorted((row[2], row[4]) for row in rows.values()) == [
+        ("Deferred", "someone@example.org"),
+        ("Queued", "someone@example.org"),
+    ]
 
 
 def test_listing_queries_do_not_grow_with_the_rows(admin_client, site_a, site_b):

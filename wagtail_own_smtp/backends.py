@@ -210,7 +210,7 @@ class EmailBackend(BaseEmailBackend):
         through the platform once the editor chose the own server.
         """
         from .models import OutboundMessage
-        from .tasks import dispatch_soon
+        from .tasks import dispatch_after_commit
 
         limit = conf.get("MAX_MESSAGE_SIZE")
         now = timezone.now()
@@ -253,7 +253,5 @@ class EmailBackend(BaseEmailBackend):
                 rows[0].save()
             else:
                 OutboundMessage.objects.bulk_create(rows)
-            # robust: a broker that is down must not turn stored mail into an error; the
-            # every-minute schedule picks it up.
-            transaction.on_commit(dispatch_soon, robust=True)
+            dispatch_after_commit()
         return len(rows)
