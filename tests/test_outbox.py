@@ -18,7 +18,7 @@ from django.utils import timezone
 from tests.conftest import SMTP_PASSWORD
 from tests.delivery_helpers import own_server, real_backend
 from tests.helpers_admin import make_site
-from wagtail_own_smtp import forecast, limits, transport
+from wagtail_own_smtp import forecast, limits, transport, using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState
 
@@ -335,7 +335,8 @@ def test_retry_now_makes_a_deferred_message_due_and_dispatch_sends_it(
     admin_client, site_a, starttls_server
 ):
     own_server(site_a, starttls_server)
-    EmailMessage("Deferred one", "Body", "surveys@platform.example", ["p@example.org"]).send()
+    with using_site(site_a):
+        EmailMessage("Deferred one", "Body", "surveys@platform.example", ["p@example.org"]).send()
     message = OutboundMessage.objects.get()
     later = timezone.now() + timedelta(hours=1)
     OutboundMessage.objects.filter(pk=message.pk).update(
@@ -359,8 +360,9 @@ def test_retry_now_makes_a_deferred_message_due_and_dispatch_sends_it(
 @pytest.mark.usefixtures("real_backend")
 def test_retry_deferred_of_a_site_makes_them_all_due(admin_client, site_a, starttls_server):
     own_server(site_a, starttls_server)
-    for i in range(3):
-        EmailMessage(f"D{i}", "Body", "surveys@platform.example", [f"p{i}@example.org"]).send()
+    with using_site(site_a):
+        for i in range(3):
+            EmailMessage(f"D{i}", "Body", "surveys@platform.example", [f"p{i}@ex.org"]).send()
     OutboundMessage.objects.update(
         status="deferred", attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1)
     )
@@ -375,8 +377,9 @@ def test_retry_deferred_of_a_site_makes_them_all_due(admin_client, site_a, start
 @pytest.mark.usefixtures("real_backend")
 def test_cancel_sets_cancelled_and_dispatch_never_sends_it(admin_client, site_a, starttls_server):
     own_server(site_a, starttls_server)
-    for subject in ("Keep", "Drop"):
-        EmailMessage(subject, "Body", "surveys@platform.example", ["p@example.org"]).send()
+    with using_site(site_a):
+        for subject in ("Keep", "Drop"):
+            EmailMessage(subject, "Body", "surveys@platform.example", ["p@example.org"]).send()
     drop = OutboundMessage.objects.get(subject="Drop")
 
     response = admin_client.post(
@@ -456,12 +459,13 @@ def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
 ):
     own_server(site_a, starttls_server)
     starttls_server.behaviour.data_reply = "450 Mail send limit exceeded."
-    EmailMessage(
-        "Quarterly survey",
-        "Only-in-the-body-7351",
-        "Survey Team <surveys@platform.example>",
-        ["p@example.org"],
-    ).send()
+    with using_site(site_a):
+        EmailMessage(
+            "Quarterly survey",
+            "Only-in-the-body-7351",
+            "Survey Team <surveys@platform.example>",
+            ["p@example.org"],
+        ).send()
     dispatch(budget_seconds=3)
     message = OutboundMessage.objects.get()
     assert message.status == "deferred" and message.attempts == 1

@@ -13,7 +13,7 @@ from django.test import Client
 from wagtail.models import Page
 
 from tests.delivery_helpers import make_site, own_server, statuses
-from tests.testapp.models import FailingFormPage, FormField, FormPage
+from tests.testapp.models import FailingFormPage
 from wagtail_own_smtp import using_site
 from wagtail_own_smtp.backends import EmailBackend
 from wagtail_own_smtp.dispatch import dispatch
@@ -183,28 +183,7 @@ def test_mail_with_no_site_context_reaches_the_platform_not_the_default_sites_se
 
 
 # -- a site's own mail still goes through its own server ---------------------------------------
-
-
-def test_form_page_submission_on_a_sites_host_reaches_the_sites_server(
-    platform, site_a, starttls_server, ssl_server
-):
-    page = FormPage(
-        title="Survey",
-        slug="survey",
-        to_address="owner@a.example",
-        from_address="forms@platform.example",
-        subject="New answer",
-    )
-    site_a.root_page.add_child(instance=page)
-    FormField.objects.create(page=page, label="Your answer", field_type="singleline")
-
-    response = Client().post("/survey/", {"your_answer": "forty-two"}, HTTP_HOST="a.example")
-
-    assert response.status_code == 200
-    (received,) = delivered(starttls_server)
-    assert received.rcpt_tos == ["owner@a.example"]
-    assert "forty-two" in received.message.get_content()
-    assert platform.received == [] and ssl_server.received == []
+# (A form page's notification: test_backend.test_form_submission_goes_to_the_sites_own_server.)
 
 
 def test_explicit_site_and_using_site_reach_the_sites_server(

@@ -40,7 +40,7 @@ from tests.helpers_admin import (
 )
 from tests.test_outbox import editor_client
 from tests.test_secrets import WRONG_PASSWORD, assert_no_secret
-from wagtail_own_smtp import transport
+from wagtail_own_smtp import transport, using_site
 from wagtail_own_smtp.backends import MessageTooLarge
 from wagtail_own_smtp.models import OutboundMessage, SendRecord, SmtpSettings
 
@@ -319,7 +319,7 @@ def test_header_injection_anywhere_is_refused(site, starttls_server, where):
     else:
         kwargs[{"reply-to": "reply_to"}.get(where, where)] = [f"x@example.org{INJECTION}"]
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError), using_site(site):
         EmailMessage(**kwargs).send()
     assert not OutboundMessage.objects.exists()
 
@@ -331,7 +331,8 @@ def test_an_attachment_filename_cannot_inject_headers(site, starttls_server):
     message.attach(f"report.pdf{INJECTION}", b"%PDF-1.4", "application/pdf")
 
     try:
-        message.send()
+        with using_site(site):
+            message.send()
     except ValueError:
         assert not OutboundMessage.objects.exists()
         return
@@ -348,7 +349,7 @@ def test_a_batch_with_one_oversized_message_stores_none(site, starttls_server, s
     big = EmailMessage("Big", "Body", ORIGINAL_FROM, ["b@example.org"])
     big.attach("data.bin", b"\0" * 60_000, "application/octet-stream")
 
-    with pytest.raises(MessageTooLarge) as error:
+    with pytest.raises(MessageTooLarge) as error, using_site(site):
         mail.get_connection().send_messages([small, big])
 
     # A clear error: how big, and the limit; base64 makes the attachment a third larger.
@@ -365,7 +366,8 @@ def test_fail_silently_skips_only_the_bad_message(site, starttls_server, setting
     big = EmailMessage("Big", "x" * 5000, ORIGINAL_FROM, ["b@example.org"])
     injected = EmailMessage("Bad" + INJECTION, "Body", ORIGINAL_FROM, ["c@example.org"])
 
-    sent = mail.get_connection(fail_silently=True).send_messages([good, big, injected])
+    with using_site(site):
+        sent = mail.get_connection(fail_silently=True).send_messages([good, big, injected])
 
     assert sent == 1
     assert list(OutboundMessage.objects.values_list("subject", flat=True)) == ["Good"]
@@ -529,11 +531,13 @@ def test_the_password_shows_nowhere(admin_client, site, starttls_server, setting
         pages["confirmed"] = admin_client.post(verify_url(token), follow=True)
 
         # Mail through the verified server, dispatched by a django-q2 task (stored as a row).
-        EmailMessage("Invitation", "Body", ORIGINAL_FROM, ["a@example.org"]).send()
+        with using_site(site):
+            EmailMessage("Invitation", "Body", ORIGINAL_FROM, ["a@example.org"]).send()
         async_task(tasks.DISPATCH_TASK, sync=True)
         # The server's password changes: the next dispatch fails the login and pauses the site.
         starttls_server.credentials = (SMTP_USER, "changed on the server")
-        EmailMessage("Reminder", "Body", ORIGINAL_FROM, ["b@example.org"]).send()
+        with using_site(site):
+            EmailMessage("Reminder", "Body", ORIGINAL_FROM, ["b@example.org"]).send()
         async_task(tasks.DISPATCH_TASK, sync=True)
         message = OutboundMessage.objects.get(subject="Reminder")
         for name, url in {
