@@ -56,7 +56,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "wagtail_own_smtp.middleware.SiteContextMiddleware",
 ]
 
 ROOT_URLCONF = "bench.urls"

@@ -20,7 +20,6 @@ REPO = Path(__file__).resolve().parent.parent
 WIRING = """
 # wagtail-own-smtp, as its README says
 INSTALLED_APPS += ["wagtail.contrib.settings", "django_q", "wagtail_own_smtp"]
-MIDDLEWARE += ["wagtail_own_smtp.middleware.SiteContextMiddleware"]
 import django as _django
 if _django.VERSION >= (6, 1):
     MAILERS = {

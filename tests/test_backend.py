@@ -41,9 +41,13 @@ def test_own_mode_queues_then_sends_through_the_verified_server(site, starttls_s
 
     signals.message_sent.connect(on_sent)
     try:
-        count = send_mail(
-            "Your invitation", "Please answer.", ORIGINAL_FROM, ["a@example.org", "b@example.org"]
-        )
+        with using_site(site):
+            count = send_mail(
+                "Your invitation",
+                "Please answer.",
+                ORIGINAL_FROM,
+                ["a@example.org", "b@example.org"],
+            )
         assert count == 1
         stored = OutboundMessage.objects.get()
         assert stored.status == "queued"
@@ -75,9 +79,10 @@ def test_own_mode_queues_then_sends_through_the_verified_server(site, starttls_s
 
 def test_sender_name_and_existing_reply_to(site, starttls_server):
     own_server(site, starttls_server, from_name="Kundenumfragen Ü")
-    EmailMessage(
-        "Hi", "Body", ORIGINAL_FROM, ["a@example.org"], reply_to=["desk@platform.example"]
-    ).send()
+    with using_site(site):
+        EmailMessage(
+            "Hi", "Body", ORIGINAL_FROM, ["a@example.org"], reply_to=["desk@platform.example"]
+        ).send()
     dispatch(budget_seconds=5)
     (received,) = starttls_server.wait_for(1)
     sender = received.message["From"].addresses[0]
@@ -87,7 +92,8 @@ def test_sender_name_and_existing_reply_to(site, starttls_server):
 
 def test_same_sender_gets_no_reply_to(site, starttls_server):
     own_server(site, starttls_server)
-    send_mail("Hi", "Body", SMTP_USER, ["a@example.org"])
+    with using_site(site):
+        send_mail("Hi", "Body", SMTP_USER, ["a@example.org"])
     dispatch(budget_seconds=5)
     (received,) = starttls_server.wait_for(1)
     assert received.message["Reply-To"] is None
@@ -95,21 +101,24 @@ def test_same_sender_gets_no_reply_to(site, starttls_server):
 
 def test_platform_mode_sends_through_the_fallback_at_once(site, starttls_server):
     own_server(site, starttls_server, mode="platform")
-    assert send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"]) == 1
+    with using_site(site):
+        assert send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"]) == 1
     assert len(mail.outbox) == 1 and mail.outbox[0].from_email == ORIGINAL_FROM
     assert not OutboundMessage.objects.exists()
     assert starttls_server.received == []
 
 
 def test_no_settings_row_means_platform(site):
-    send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+    with using_site(site):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
     assert len(mail.outbox) == 1
     assert not OutboundMessage.objects.exists()
 
 
 def test_own_mode_without_verified_server_waits_in_the_queue(site, starttls_server):
     own_server(site, starttls_server, verified=False)
-    send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+    with using_site(site):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
     report = dispatch(budget_seconds=2)
     assert report.sent == 0
     assert statuses() == {"queued": 1}
@@ -155,20 +164,22 @@ def test_two_sites_two_servers_never_mix(site, second_site, starttls_server, ssl
     EmailBackend(site=second_site).send_messages(
         [EmailMessage("explicit second", "Body", ORIGINAL_FROM, ["z@example.org"])]
     )
-    send_mail("default site", "Body", ORIGINAL_FROM, ["w@example.org"])
+    # No site context: the platform's mail, not the default site's (it used to be).
+    send_mail("no context", "Body", ORIGINAL_FROM, ["w@example.org"])
 
     report = dispatch(budget_seconds=5)
-    assert report.sent == 4
-    first = {r.message["Subject"] for r in starttls_server.wait_for(2)}
+    assert report.sent == 3
+    first = {r.message["Subject"] for r in starttls_server.wait_for(1)}
     second = {r.message["Subject"] for r in ssl_server.wait_for(2)}
-    assert first == {"for first", "default site"}
+    assert first == {"for first"}
     assert second == {"for second", "explicit second"}
+    assert [m.subject for m in mail.outbox] == ["no context"]
 
 
 def test_many_messages_are_stored_in_one_go(site, starttls_server, django_assert_max_num_queries):
     own_server(site, starttls_server)
     datatuple = [(f"n{i}", "Body", ORIGINAL_FROM, [f"r{i}@example.org"]) for i in range(5)]
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(8), using_site(site):
         assert send_mass_mail(datatuple) == 5
     assert statuses() == {"queued": 5}
 
@@ -179,7 +190,7 @@ def test_queued_mail_starts_a_dispatch_task_on_commit(
     from django_q.models import OrmQ
 
     own_server(site, starttls_server)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, using_site(site):
         send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
         assert not OrmQ.objects.exists()  # not before the commit
     assert len(callbacks) == 1
@@ -191,7 +202,10 @@ def test_queued_mail_starts_a_dispatch_task_on_commit(
 def test_oversized_message_is_refused_with_a_clear_error(site, starttls_server, settings):
     own_server(site, starttls_server)
     settings.WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE = 2000
-    with pytest.raises(MessageTooLarge, match="larger than the 2000 bytes") as info:
+    with (
+        pytest.raises(MessageTooLarge, match="larger than the 2000 bytes") as info,
+        using_site(site),
+    ):
         send_mail("Big", "x" * 5000, ORIGINAL_FROM, ["a@example.org"])
     assert isinstance(info.value, ValueError)
     assert not OutboundMessage.objects.exists()
@@ -199,11 +213,32 @@ def test_oversized_message_is_refused_with_a_clear_error(site, starttls_server, 
 
 def test_header_injection_is_refused_not_stored(site, starttls_server):
     own_server(site, starttls_server)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError), using_site(site):
         send_mail("Hi\nBcc: victim@example.org", "Body", ORIGINAL_FROM, ["a@example.org"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError), using_site(site):
         send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org\nBcc: victim@example.org"])
     assert not OutboundMessage.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        '"attacker@evil.example>"@legit.example',  # one mailbox at legit.example
+        '"john doe"@example.com',
+        '"a\\"b"@example.com',
+    ],
+)
+def test_the_envelope_recipient_is_the_address_given_quotes_kept(site, starttls_server, recipient):
+    own_server(site, starttls_server)
+    with using_site(site):
+        send_mail("Hi", "Body", ORIGINAL_FROM, [recipient])
+    assert OutboundMessage.objects.get().recipients == [recipient]
+
+    dispatch(budget_seconds=5)
+
+    (received,) = starttls_server.wait_for(1)
+    assert received.rcpt_tos == [recipient]
+    assert received.message["To"].addresses[0].addr_spec == recipient
 
 
 def test_fallback_to_itself_is_refused(settings):

@@ -252,14 +252,14 @@ def test_e006_fallback_mailer_missing(good):
     assert '"platfrom"' in error.msg
 
 
-# -- W004: middleware ----------------------------------------------------------------------
+# -- W004 (removed): no middleware is needed -----------------------------------------------
 
 
-def test_w004_site_middleware_missing(good):
+def test_no_middleware_is_needed(good):
+    # A page being served sets the site context (a Wagtail hook); the old middleware is a no-op.
     good.MIDDLEWARE = [m for m in good.MIDDLEWARE if "wagtail_own_smtp" not in m]
 
-    [warning] = messages()
-    assert warning.id == "wagtail_own_smtp.W004"
+    assert messages() == []
 
 
 # -- E005: CA file -------------------------------------------------------------------------

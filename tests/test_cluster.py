@@ -19,7 +19,7 @@ from tests.delivery_helpers import (
     subprocess_env,
     wait_until,
 )
-from wagtail_own_smtp import tasks
+from wagtail_own_smtp import tasks, using_site
 
 __all__ = ["real_backend"]
 
@@ -39,9 +39,10 @@ def _cluster(settings, tmp_path, **env_overrides):
     return cluster
 
 
-def _send_and_time(server):
+def _send_and_time(server, site):
     started = time.monotonic()
-    send_mail("Invitation", "Please answer.", "surveys@platform.example", ["a@example.org"])
+    with using_site(site):
+        send_mail("Invitation", "Please answer.", "surveys@platform.example", ["a@example.org"])
     (received,) = server.wait_for(1, timeout=30)
     return time.monotonic() - started, received
 
@@ -55,7 +56,7 @@ def test_qcluster_with_orm_broker_delivers_within_seconds(starttls_server, setti
     own_server(site, starttls_server)
     cluster = _cluster(settings, tmp_path)
     try:
-        latency, received = _send_and_time(starttls_server)
+        latency, received = _send_and_time(starttls_server, site)
         assert wait_until(lambda: statuses() == {"sent": 1}, timeout=10)
     finally:
         log = stop_process(cluster)
@@ -96,7 +97,7 @@ def test_qcluster_with_redis_broker_delivers_within_seconds(
     own_server(site, starttls_server)
     cluster = _cluster(settings, tmp_path, OWN_SMTP_Q_REDIS_DB=str(REDIS_DB))
     try:
-        latency, received = _send_and_time(starttls_server)
+        latency, received = _send_and_time(starttls_server, site)
         assert wait_until(lambda: statuses() == {"sent": 1}, timeout=10)
     finally:
         log = stop_process(cluster)

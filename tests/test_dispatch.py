@@ -25,7 +25,7 @@ from tests.delivery_helpers import (
     subprocess_env,
     wait_until,
 )
-from wagtail_own_smtp import signals
+from wagtail_own_smtp import signals, using_site
 from wagtail_own_smtp.dispatch import dispatch, retry_delay, rewrite_sender
 from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
 
@@ -33,11 +33,16 @@ pytestmark = pytest.mark.usefixtures("real_backend")
 __all__ = ["real_backend"]
 
 
-def _queue(count, prefix="m", to=None):
-    for i in range(count):
-        EmailMessage(
-            f"{prefix}{i}", f"Body {i}", "surveys@platform.example", to or [f"{prefix}{i}@ex.org"]
-        ).send()
+def _queue(count, prefix="m", to=None, site=None):
+    """Queue ``count`` messages as ``site``'s mail (by default the default site's)."""
+    with using_site(site or make_site()):
+        for i in range(count):
+            EmailMessage(
+                f"{prefix}{i}",
+                f"Body {i}",
+                "surveys@platform.example",
+                to or [f"{prefix}{i}@ex.org"],
+            ).send()
 
 
 def _stored_ids():
@@ -339,15 +344,11 @@ def test_send_command_shows_progress_and_what_the_rest_waits_for(starttls_server
 def test_status_command_counts_every_site_in_one_query(
     starttls_server, django_assert_max_num_queries
 ):
-    from wagtail_own_smtp import using_site
-
     sites = [make_site()] + [make_site(f"s{n}.example", default=False) for n in range(1, 6)]
     for site in sites:
         own_server(site, starttls_server, min_interval="30")
-    with using_site(sites[0]):
-        _queue(2)
-    with using_site(sites[1]):
-        _queue(1)
+    _queue(2, site=sites[0])
+    _queue(1, site=sites[1])
     dispatch(budget_seconds=1)  # one message of each of the two sites goes
     out = io.StringIO()
     # counts, settings, send states, waiting mail, sites: no query per site (no caps set)
@@ -382,13 +383,10 @@ def test_every_message_the_server_accepts_finds_the_ones_before_it_marked_sent(s
     and not marked sent."""
     from django.db import connection as db
 
-    from wagtail_own_smtp import using_site
-
     sites = [make_site(), make_site("second.example", default=False)]
     for site in sites:
         own_server(site, starttls_server)
-        with using_site(site):
-            _queue(15, prefix=f"s{site.pk}m")
+        _queue(15, prefix=f"s{site.pk}m", site=site)
     seen = []  # per acceptance: how many messages the database had marked sent at that moment
     store = starttls_server.store
 

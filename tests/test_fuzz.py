@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.conftest import SMTP_USER
 from tests.delivery_helpers import own_server, real_backend
 from tests.helpers_admin import edit_url, make_site
-from wagtail_own_smtp import crypto
+from wagtail_own_smtp import crypto, using_site
 from wagtail_own_smtp.dispatch import dispatch, rewrite_sender
 from wagtail_own_smtp.forms import normalize_host
 from wagtail_own_smtp.models import (
@@ -247,7 +247,8 @@ def test_the_backend_refuses_clearly_or_stores_mail_that_goes_out(starttls_serve
 
     try:
         message = _build(**mail)
-        sent = message.send()
+        with using_site(site):
+            sent = message.send()
     except ValueError as error:
         event(f"refused: {type(error).__name__}")
         # A clear refusal (bad header, bad address, too large): nothing half stored.

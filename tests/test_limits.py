@@ -130,14 +130,16 @@ def test_drain_eta_of_a_large_queue_without_caps_or_with_large_caps_is_instant()
 pytestmark_db = pytest.mark.django_db
 
 
-def _queue(count, prefix="m", recipients=1):
-    for i in range(count):
-        EmailMessage(
-            f"{prefix}{i}",
-            "Body",
-            "surveys@platform.example",
-            [f"{prefix}{i}-{r}@example.org" for r in range(recipients)],
-        ).send()
+def _queue(count, prefix="m", recipients=1, site=None):
+    """Queue ``count`` messages as ``site``'s mail (by default the default site's)."""
+    with using_site(site or make_site()):
+        for i in range(count):
+            EmailMessage(
+                f"{prefix}{i}",
+                "Body",
+                "surveys@platform.example",
+                [f"{prefix}{i}-{r}@example.org" for r in range(recipients)],
+            ).send()
 
 
 @pytestmark_db
@@ -240,9 +242,8 @@ def test_three_dispatchers_in_parallel_keep_every_limit(starttls_server, ssl_ser
     second = make_site("second.example", default=False)
     own_server(first, starttls_server, min_interval="0.15", max_per_hour=8)
     own_server(second, ssl_server, min_interval="0.1")
-    _queue(12, prefix="first")
-    with using_site(second):
-        _queue(6, prefix="second")
+    _queue(12, prefix="first", site=first)
+    _queue(6, prefix="second", site=second)
 
     sent_by, errors = {}, []
     done = threading.Event()
@@ -297,8 +298,7 @@ def test_dispatchers_share_the_sites_between_them(starttls_server):
     sites = [make_site()] + [make_site(f"s{n}.example", default=False) for n in range(1, 4)]
     for n, site in enumerate(sites):
         own_server(site, starttls_server)
-        with using_site(site):
-            _queue(4, prefix=f"site{n}-")
+        _queue(4, prefix=f"site{n}-", site=site)
 
     sent_by, errors = {}, []
 

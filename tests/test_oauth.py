@@ -37,7 +37,7 @@ from tests.helpers_admin import (
     stored_values,
     verify_url,
 )
-from wagtail_own_smtp import crypto, oauth, transport, verification
+from wagtail_own_smtp import crypto, oauth, transport, using_site, verification
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import AccessToken, AuthMethod, OutboundMessage, SmtpSettings
 
@@ -226,10 +226,12 @@ def connect_account(provider, name):
 
 
 def queue(count, prefix="m"):
-    for i in range(count):
-        EmailMessage(
-            f"{prefix}{i}", f"Body {i}", "surveys@platform.example", [f"{prefix}{i}@ex.org"]
-        ).send()
+    """Queue ``count`` messages as the (default) site's mail."""
+    with using_site(make_site()):
+        for i in range(count):
+            EmailMessage(
+                f"{prefix}{i}", f"Body {i}", "surveys@platform.example", [f"{prefix}{i}@ex.org"]
+            ).send()
 
 
 def delivered(server):

@@ -1,6 +1,8 @@
 """The outbox: listing, filters, search, counts, forecast, the message page and its actions, and
 who may see and do what (per site)."""
 
+import csv
+import io
 import re
 from datetime import timedelta
 from email.message import EmailMessage as RawMessage
@@ -16,7 +18,7 @@ from django.utils import timezone
 from tests.conftest import SMTP_PASSWORD
 from tests.delivery_helpers import own_server, real_backend
 from tests.helpers_admin import make_site
-from wagtail_own_smtp import forecast, limits, transport
+from wagtail_own_smtp import forecast, limits, transport, using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState
 
@@ -226,6 +228,29 @@ def test_export_as_csv_follows_the_filters(admin_client, site_a, site_b):
     assert "Deferred" in rows[1] and "451 4.3.0 Try later" in rows[1]
 
 
+def test_csv_export_neutralises_formula_cells(admin_client, site_a):
+    # Anyone who can get a message queued chooses its subject; the server chooses its reply.
+    stored(
+        site_a, '=HYPERLINK("http://evil.example","x")', last_error="@SUM(1+1)*cmd|' /C calc'!A0"
+    )
+    stored(site_a, "-2+3", status="deferred", last_error="\t=1+1")
+
+    response = admin_client.get(OUTBOX, {"export": "csv"})
+
+    text = b"".join(response.streaming_content).decode()
+    rows = {row[0]: row for row in csv.reader(io.StringIO(text)) if row[0] != "ID"}
+    cells = sorted((row[3], row[9]) for row in rows.values())
+    assert cells == [
+        ("'-2+3", "'\t=1+1"),
+        ('\'=HYPERLINK("http://evil.example","x")', "'@SUM(1+1)*cmd|' /C calc'!A0"),
+    ]
+    # Other cells stay as they are.
+    assert sorted((row[2], row[4]) for row in rows.values()) == [
+        ("Deferred", "someone@example.org"),
+        ("Queued", "someone@example.org"),
+    ]
+
+
 def test_listing_queries_do_not_grow_with_the_rows(admin_client, site_a, site_b):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -310,7 +335,8 @@ def test_retry_now_makes_a_deferred_message_due_and_dispatch_sends_it(
     admin_client, site_a, starttls_server
 ):
     own_server(site_a, starttls_server)
-    EmailMessage("Deferred one", "Body", "surveys@platform.example", ["p@example.org"]).send()
+    with using_site(site_a):
+        EmailMessage("Deferred one", "Body", "surveys@platform.example", ["p@example.org"]).send()
     message = OutboundMessage.objects.get()
     later = timezone.now() + timedelta(hours=1)
     OutboundMessage.objects.filter(pk=message.pk).update(
@@ -334,8 +360,9 @@ def test_retry_now_makes_a_deferred_message_due_and_dispatch_sends_it(
 @pytest.mark.usefixtures("real_backend")
 def test_retry_deferred_of_a_site_makes_them_all_due(admin_client, site_a, starttls_server):
     own_server(site_a, starttls_server)
-    for i in range(3):
-        EmailMessage(f"D{i}", "Body", "surveys@platform.example", [f"p{i}@example.org"]).send()
+    with using_site(site_a):
+        for i in range(3):
+            EmailMessage(f"D{i}", "Body", "surveys@platform.example", [f"p{i}@ex.org"]).send()
     OutboundMessage.objects.update(
         status="deferred", attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1)
     )
@@ -350,8 +377,9 @@ def test_retry_deferred_of_a_site_makes_them_all_due(admin_client, site_a, start
 @pytest.mark.usefixtures("real_backend")
 def test_cancel_sets_cancelled_and_dispatch_never_sends_it(admin_client, site_a, starttls_server):
     own_server(site_a, starttls_server)
-    for subject in ("Keep", "Drop"):
-        EmailMessage(subject, "Body", "surveys@platform.example", ["p@example.org"]).send()
+    with using_site(site_a):
+        for subject in ("Keep", "Drop"):
+            EmailMessage(subject, "Body", "surveys@platform.example", ["p@example.org"]).send()
     drop = OutboundMessage.objects.get(subject="Drop")
 
     response = admin_client.post(
@@ -431,12 +459,13 @@ def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
 ):
     own_server(site_a, starttls_server)
     starttls_server.behaviour.data_reply = "450 Mail send limit exceeded."
-    EmailMessage(
-        "Quarterly survey",
-        "Only-in-the-body-7351",
-        "Survey Team <surveys@platform.example>",
-        ["p@example.org"],
-    ).send()
+    with using_site(site_a):
+        EmailMessage(
+            "Quarterly survey",
+            "Only-in-the-body-7351",
+            "Survey Team <surveys@platform.example>",
+            ["p@example.org"],
+        ).send()
     dispatch(budget_seconds=3)
     message = OutboundMessage.objects.get()
     assert message.status == "deferred" and message.attempts == 1

@@ -526,3 +526,29 @@ def test_a_paused_server_keeps_its_failure_until_confirmed_again(
     assert smtp_settings.verification_status == "verified"
     assert smtp_settings.sending_paused is False
     assert smtp_settings.last_error == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_that_committed_answers_green_while_the_broker_is_down(
+    admin_client, starttls_server, monkeypatch
+):
+    import socket
+
+    from django.test import Client
+    from django_q.conf import Conf
+
+    site = make_site()
+    save_settings(admin_client, site, starttls_server)
+    token = link_token(starttls_server.wait_for(1)[0])
+    # django-q2 now enqueues into Redis on a loopback port where nothing listens.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", {"host": "127.0.0.1", "port": dead_port})
+
+    response = Client(raise_request_exception=False).post(verify_url(token), follow=True)
+
+    assert response.status_code == 200
+    assert "The new server settings are now active." in response.text
+    assert stored(site).verification_status == "verified"

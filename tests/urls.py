@@ -4,6 +4,8 @@ from wagtail.admin import urls as wagtailadmin_urls
 
 urlpatterns = [
     path("admin/", include(wagtailadmin_urls)),
+    # Django's own account views (password reset), as many host projects wire them.
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include(wagtail_urls)),
 ]
 # As the README tells host projects: before Wagtail's catch-all.

@@ -19,7 +19,7 @@ Django 6.1+ (``MAILERS``): the fallback is another mailer alias::
 import inspect
 from email import policy
 from email.errors import MessageError
-from email.headerregistry import AddressHeader
+from email.headerregistry import Address, AddressHeader
 
 import django
 from django.core.exceptions import ImproperlyConfigured
@@ -72,7 +72,11 @@ def raw_message(message):
 
 
 def envelope_address(address):
-    """The addr-spec of an address for the SMTP envelope (IDNA domain)."""
+    """The addr-spec of an address for the SMTP envelope (IDNA domain).
+
+    A local part that needs quotes keeps them: ``"a@evil.example>"@legit.example`` is one
+    mailbox at legit.example, never ``<a@evil.example>``.
+    """
     address = str(address)
     if "\r" in address or "\n" in address:
         raise ValueError(_("Invalid address; address parts cannot contain newlines."))
@@ -80,7 +84,24 @@ def envelope_address(address):
     mailboxes = parsed.all_mailboxes
     if len(mailboxes) != 1 or not mailboxes[0].local_part or not mailboxes[0].domain:
         raise ValueError(_("Invalid address: %(address)s") % {"address": address})
-    return f"{mailboxes[0].local_part}@{punycode(mailboxes[0].domain)}"
+    return Address(username=mailboxes[0].local_part, domain=punycode(mailboxes[0].domain)).addr_spec
+
+
+def is_report_to_staff(message):
+    """True for Django's ``mail_admins`` / ``mail_managers`` (error reports, broken links): mail
+    to exactly ``ADMINS`` or ``MANAGERS`` under ``EMAIL_SUBJECT_PREFIX``. It carries tracebacks
+    and requests, so it goes to the platform even from inside a site's context."""
+    from django.conf import settings
+
+    if not str(message.subject).startswith(settings.EMAIL_SUBJECT_PREFIX):
+        return False
+    recipients = set(message.recipients())
+    for staff in (settings.ADMINS, settings.MANAGERS):
+        # Django 6.0+ also takes plain addresses instead of (name, address) pairs.
+        addresses = {entry if isinstance(entry, str) else entry[1] for entry in staff}
+        if addresses and recipients == addresses:
+            return True
+    return False
 
 
 class EmailBackend(BaseEmailBackend):
@@ -170,11 +191,17 @@ class EmailBackend(BaseEmailBackend):
             return 0
         from .models import SmtpSettings
 
+        # Only a site's own mail goes to its server (middleware.current_site); anything else,
+        # and reports to the platform's staff, is the platform's.
         site = current_site(self.site)
         smtp_settings = SmtpSettings.objects.filter(site=site).first() if site else None
         if smtp_settings is None or not smtp_settings.sends_own:
             return self.fallback_backend().send_messages(email_messages)
-        return self.enqueue(site, email_messages)
+        own, to_staff = [], []
+        for message in email_messages:
+            (to_staff if is_report_to_staff(message) else own).append(message)
+        sent = (self.fallback_backend().send_messages(to_staff) or 0) if to_staff else 0
+        return sent + (self.enqueue(site, own) if own else 0)
 
     def enqueue(self, site, email_messages):
         """Store the messages for the site's own server in one transaction; dispatch on commit.
@@ -183,7 +210,7 @@ class EmailBackend(BaseEmailBackend):
         through the platform once the editor chose the own server.
         """
         from .models import OutboundMessage
-        from .tasks import dispatch_soon
+        from .tasks import dispatch_after_commit
 
         limit = conf.get("MAX_MESSAGE_SIZE")
         now = timezone.now()
@@ -226,7 +253,5 @@ class EmailBackend(BaseEmailBackend):
                 rows[0].save()
             else:
                 OutboundMessage.objects.bulk_create(rows)
-            # robust: a broker that is down must not turn stored mail into an error; the
-            # every-minute schedule picks it up.
-            transaction.on_commit(dispatch_soon, robust=True)
+            dispatch_after_commit()
         return len(rows)

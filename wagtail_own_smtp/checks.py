@@ -19,7 +19,6 @@ from . import conf, crypto, transport
 
 TAG = "wagtail_own_smtp"
 OWN_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
-SITE_MIDDLEWARE = "wagtail_own_smtp.middleware.SiteContextMiddleware"
 DJANGO_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 GENERATE_KEY = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
@@ -233,22 +232,6 @@ def check_fallback(app_configs, **kwargs):
             hint=_("Point it at the platform's mail service, e.g. %(backend)s.")
             % {"backend": DJANGO_SMTP_BACKEND},
             id="wagtail_own_smtp.E004",
-        )
-    ]
-
-
-@checks.register(TAG)
-def check_site_middleware(app_configs, **kwargs):
-    if SITE_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or []):
-        return []
-    return [
-        checks.Warning(
-            _(
-                "SiteContextMiddleware is not in MIDDLEWARE: mail sent during a request goes "
-                "out as the default site's mail."
-            ),
-            hint=_('Add "%(middleware)s" to MIDDLEWARE.') % {"middleware": SITE_MIDDLEWARE},
-            id="wagtail_own_smtp.W004",
         )
     ]
 

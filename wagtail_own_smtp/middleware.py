@@ -1,44 +1,64 @@
-"""Which site a message belongs to: ``using_site`` and the request's site."""
+"""Which site a message belongs to: ``using_site``, and the page being served.
+
+The request's Host header is no proof: the Wagtail admin, password resets and every other view
+answer on each site's host name, and an editor reads what their own server receives. So a message
+is a site's mail only when code says so (``using_site``, ``EmailBackend(site=...)``) or while a
+Wagtail page of that site is being served (its form notification); everything else is the
+platform's.
+"""
 
 import contextvars
 from contextlib import contextmanager
 
-from wagtail.models import Site
+from wagtail.models import Page
 
-_current_site = contextvars.ContextVar("wagtail_own_smtp_site", default=None)
-_current_request = contextvars.ContextVar("wagtail_own_smtp_request", default=None)
+# The innermost context: a Site (``using_site``) or the Page being served (its site is looked up
+# only when mail is sent, so pages that send none pay nothing); None: the platform's mail.
+_site_context = contextvars.ContextVar("wagtail_own_smtp_site", default=None)
 
 
 @contextmanager
 def using_site(site):
     """Mail sent inside goes out as ``site``'s mail (the innermost block wins)."""
-    token = _current_site.set(site)
+    token = _site_context.set(site)
     try:
         yield site
     finally:
-        _current_site.reset(token)
+        _site_context.reset(token)
+
+
+@contextmanager
+def serving_page(page):
+    """Mail sent while ``page`` is served is its site's mail (e.g. a form page's notification).
+
+    Entered around the page's own ``serve`` only: an error report, sent after the view raised,
+    and whatever other middleware sends are outside it.
+    """
+    token = _site_context.set(page)
+    try:
+        yield page
+    finally:
+        _site_context.reset(token)
+
+
+def current_site(explicit=None):
+    """A message's site: explicit, else the innermost ``using_site`` or page being served, else
+    None (the platform's service)."""
+    if explicit is not None:
+        return explicit
+    context = _site_context.get()
+    return context.get_site() if isinstance(context, Page) else context
 
 
 class SiteContextMiddleware:
-    """Remembers the request's Wagtail site, so mail sent while handling it is routed to it."""
+    """Deprecated, does nothing: kept so that existing ``MIDDLEWARE`` settings keep working.
+
+    It used to route every message sent during a request to the site the Host header named; the
+    page being served now sets the context (see ``serving_page``, wired by a Wagtail hook).
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        # The site is looked up only when mail is sent, so other requests pay nothing.
-        token = _current_request.set(request)
-        try:
-            return self.get_response(request)
-        finally:
-            _current_request.reset(token)
-
-
-def current_site(explicit=None):
-    """A message's site: explicit, else ``using_site``, else the request's, else the default."""
-    site = explicit or _current_site.get()
-    if site is None and (request := _current_request.get()) is not None:
-        site = Site.find_for_request(request)
-    if site is None:
-        site = Site.objects.filter(is_default_site=True).first()
-    return site
+        return self.get_response(request)

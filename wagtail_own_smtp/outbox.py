@@ -14,7 +14,6 @@ from email.parser import BytesHeaderParser
 import django_filters
 from django import forms
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
@@ -37,6 +36,7 @@ from wagtail.models import Site
 
 from . import dispatch, forecast, timeline, transport
 from .models import MessageStatus, OutboundMessage, SmtpSettings
+from .tasks import dispatch_after_commit
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
 CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
@@ -107,20 +107,13 @@ def _message_for_change(user, pk):
 # -- what the editor can do -------------------------------------------------------------------
 
 
-def _dispatch_soon():
-    from .tasks import dispatch_soon
-
-    # robust: a broker that is down must not undo the change; the schedule picks it up.
-    transaction.on_commit(dispatch_soon, robust=True)
-
-
 def retry_now(messages_qs):
     """Make deferred and failed messages due now; returns how many."""
     count = messages_qs.filter(status__in=RETRYABLE).update(
         status=MessageStatus.DEFERRED, next_attempt_at=timezone.now()
     )
     if count:
-        _dispatch_soon()
+        dispatch_after_commit()
     return count
 
 
@@ -241,6 +234,13 @@ class OutboxTable(Table):
         return attrs
 
 
+def _neutralise_formula(value):
+    """A text cell starting like a formula gets a leading ' (OWASP's advice on CSV injection)."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
 class OutboxView(ReportView):
     page_title = gettext_lazy("Outbox")
     header_icon = "mail"
@@ -309,6 +309,18 @@ class OutboxView(ReportView):
 
     def get_filename(self):
         return f"outbox-{timezone.localdate().isoformat()}"
+
+    def write_csv_row(self, writer, row_dict):
+        # Subjects, recipients and server replies are written by others; a spreadsheet would run
+        # a cell such as =HYPERLINK(...) as a formula (Wagtail neutralises XLSX only).
+        return writer.writerow(
+            {
+                field: _neutralise_formula(
+                    self.preprocess_field_value(field, value, self.FORMAT_CSV)
+                )
+                for field, value in row_dict.items()
+            }
+        )
 
     def get_base_queryset(self):
         # The raw bytes (up to the size limit each) are never needed in the listing.
@@ -489,7 +501,7 @@ def retry_site(request, site_pk):
     site = _site_for_change(request.user, site_pk)
     count = dispatch.retry_deferred([site.pk])
     if count:
-        _dispatch_soon()
+        dispatch_after_commit()
     messages.success(
         request,
         ngettext(

@@ -36,6 +36,17 @@ def dispatch_soon():
     return async_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
 
 
+def dispatch_after_commit():
+    """Queue a dispatch run once the current transaction commits (at once outside one).
+
+    robust: a broker that is down must not turn committed work (queued mail, a confirmation)
+    into an error; the every-minute schedule picks it up.
+    """
+    from django.db import transaction
+
+    transaction.on_commit(dispatch_soon, robust=True)
+
+
 def ensure_schedule(using="default", **kwargs):
     """Create or update the every-minute dispatch Schedule and the bounce reading's;
     connected to ``post_migrate``."""

@@ -27,6 +27,7 @@ from . import conf, crypto, transport
 from .dispatch import record_delivery
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
 from .signals import server_verified
+from .tasks import dispatch_after_commit
 
 # The verification state written after a save, a confirmation or a failure: never the
 # editable fields, so a concurrent edit of the parameters is not overwritten.
@@ -309,15 +310,7 @@ def confirm(token):
         AccessToken.objects.filter(site_id=smtp_settings.site_id).exclude(
             fingerprint=smtp_settings.verified_fingerprint
         ).delete()
-        transaction.on_commit(_dispatch_soon)
+        # Mail that waited for a verified server can go now.
+        dispatch_after_commit()
     server_verified.send(sender=SmtpSettings, settings=smtp_settings)
     return smtp_settings
-
-
-def _dispatch_soon():
-    """Mail that waited for a verified server can go now."""
-    try:
-        from .tasks import dispatch_soon
-    except ImportError:
-        return
-    dispatch_soon()

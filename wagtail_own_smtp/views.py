@@ -85,6 +85,8 @@ def _render_in(language, response):
 def _invalid_link(request, problem):
     status, text = _LINK_PROBLEMS[problem.reason]
     if problem.reason == verification.InvalidLink.UNKNOWN:
+        if (refused := _too_many_wrong_links(request)) is not None:
+            return refused
         _count_wrong_link(request)
     return _render_in(
         reader_language(request),
@@ -96,8 +98,9 @@ def _invalid_link(request, problem):
 
 # -- a per-client limit on wrong links ---------------------------------------------------------
 # A token cannot be guessed (256 bits), but a client trying many is refused for a while all the
-# same: it spares the database, and the logs show who tried. Expired or voided links do not
-# count: only someone who received the real token can open one.
+# same, and the logs show who tried. Only misses count and only misses are refused: a valid link
+# always works (one office behind one address must not be locked out by a colleague's typo), and
+# expired or voided links do not count (only someone who received the real token can open one).
 
 
 def _client_key(request):
@@ -157,10 +160,8 @@ def verify(request, token):
     """GET shows what the link activates and changes nothing; POST activates it.
 
     No login: the token, delivered to the sender's mailbox through the new server, is the proof.
-    A client that opened too many wrong links gets 429 for a while, whatever the token.
+    A client that opened too many wrong links gets 429 for a while for further wrong ones.
     """
-    if (refused := _too_many_wrong_links(request)) is not None:
-        return refused
     if request.method == "POST":
         try:
             smtp_settings = verification.confirm(token)

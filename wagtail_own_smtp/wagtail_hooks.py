@@ -8,7 +8,19 @@ from wagtail.admin import messages
 
 from . import bounce_admin, outbox, verification, views
 from .forms import security_hint
+from .middleware import serving_page
 from .models import SmtpSettings
+
+
+# The highest order wraps innermost: only the page's own serve runs as its site's (Wagtail's view
+# restriction and other hooks around it stay outside).
+@hooks.register("on_serve_page", order=1000)
+def serve_as_the_pages_site(next_serve_page):
+    def serve(page, request, args, kwargs):
+        with serving_page(page):
+            return next_serve_page(page, request, args, kwargs)
+
+    return serve
 
 
 @hooks.register("after_edit_setting")

@@ -9,7 +9,7 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
-from tests.delivery_helpers import start_manage, stop_process, wait_until
+from tests.delivery_helpers import make_site, start_manage, stop_process, wait_until
 from wagtail_own_smtp import using_site
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState
 
@@ -17,14 +17,13 @@ SENDER = "surveys@platform.example"
 
 
 def queue(count, prefix="m", site=None):
-    """Queue ``count`` one-recipient messages in one go (one transaction, one dispatch task)."""
+    """Queue ``count`` one-recipient messages in one go (one transaction, one dispatch task), as
+    ``site``'s mail (by default the default site's)."""
     messages = [
         EmailMessage(f"{prefix}{i}", f"Body {i}", SENDER, [f"{prefix}{i}@ex.org"])
         for i in range(count)
     ]
-    if site is None:
-        return mail.get_connection().send_messages(messages)
-    with using_site(site):
+    with using_site(site or make_site()):
         return mail.get_connection().send_messages(messages)
 
 

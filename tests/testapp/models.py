@@ -18,3 +18,14 @@ class FormPage(AbstractEmailForm):
             "Email",
         ),
     ]
+
+
+class FailingFormPage(AbstractEmailForm):
+    """Sends its notification, then fails (a survey whose own code breaks after the mail)."""
+
+    def get_form_fields(self):
+        return []
+
+    def process_form_submission(self, form):
+        super().process_form_submission(form)
+        raise RuntimeError("the survey's backend is down")

@@ -127,7 +127,6 @@ PLATFORM_SMTP_PORT = int(os.environ.get("PLATFORM_SMTP_PORT", "25"))
 # -- Own SMTP server (wagtail-own-smtp) -------------------------------------------------------
 
 INSTALLED_APPS += ["wagtail.contrib.settings", "django_q", "wagtail_own_smtp"]
-MIDDLEWARE += ["wagtail_own_smtp.middleware.SiteContextMiddleware"]
 
 if django.VERSION >= (6, 1):
     # MAILERS replaces EMAIL_BACKEND: the fallback is another mailer alias.
