@@ -91,3 +91,18 @@ def test_the_german_admin_speaks_german(admin_client, site_a, admin_user):
 
     assert "Dauerhaft unzustellbar" in listing and "Statuscode" in listing
     assert "Gesperrte Adressen" in suppressed
+
+
+def test_the_outbox_marks_a_bounced_message_and_its_page_shows_the_diagnostic(admin_client, site_a):
+    bounce, _suppression = bounced(site_a, "gone@example.org")
+    fine = stored(site_a, "Fine", to=("fine@example.org",), status="sent")
+
+    listing = admin_client.get("/admin/own-smtp/outbox/").content.decode()
+    page = admin_client.get(f"/admin/own-smtp/outbox/{bounce.message_id}/").content.decode()
+
+    rows = listing.split("data-own-smtp-message=")
+    [bounced_row] = [row for row in rows if row.startswith(f'"{bounce.message_id}"')]
+    [fine_row] = [row for row in rows if row.startswith(f'"{fine.pk}"')]
+    assert "data-own-smtp-bounced" in bounced_row and "data-own-smtp-bounced" not in fine_row
+    assert 'data-own-smtp-bounce="gone@example.org"' in page
+    assert "550 5.1.1 &lt;script&gt;alert(1)&lt;/script&gt; User unknown" in page

@@ -268,12 +268,14 @@ def test_a_sent_messages_page_shows_the_verified_sender_it_went_with(
 ):
     from django.core.mail import EmailMessage
 
+    from wagtail_own_smtp import using_site
     from wagtail_own_smtp.dispatch import dispatch
 
     own_server(site, starttls_server)
-    EmailMessage(
-        "Survey", "Body", "Survey Team <surveys@platform.example>", ["p@example.org"]
-    ).send()
+    with using_site(site):
+        EmailMessage(
+            "Survey", "Body", "Survey Team <surveys@platform.example>", ["p@example.org"]
+        ).send()
     dispatch(budget_seconds=3)
     [received] = starttls_server.wait_for(1)
     message = OutboundMessage.objects.get()

@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 import django_filters
 from django import forms
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils import formats, timezone
@@ -35,7 +35,7 @@ from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
 from . import dispatch, forecast, timeline, transport
-from .models import MessageStatus, OutboundMessage, SmtpSettings
+from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
 from .tasks import dispatch_after_commit
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
@@ -223,6 +223,7 @@ class StatusColumn(Column):
         context = super().get_cell_context_data(instance, parent_context)
         context["status"] = instance.status
         context["label"] = instance.get_status_display()
+        context["bounced"] = getattr(instance, "bounced", False)
         return context
 
 
@@ -328,6 +329,7 @@ class OutboxView(ReportView):
             visible_messages(self.request.user)
             .select_related("site")
             .defer("raw_message", "envelope_from", "claimed_by")
+            .annotate(bounced=Exists(Bounce.objects.filter(message=OuterRef("pk"))))
         )
 
     def order_queryset(self, queryset):
@@ -451,6 +453,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
             expected_at = timeline.expected_times([message.site_id]).get(message.pk)
         context.update(
             message=message,
+            bounces=message.bounces.order_by("received_at"),
             status_label=message.get_status_display(),
             headers=message_headers(message.raw_message),
             hint=transport.hint_for_reply(message.last_error),
