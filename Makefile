@@ -1,7 +1,8 @@
 # wagtail-own-smtp: the demo, the tests, the checks.
 #
 #   make demo    the example survey site with its demo mail servers and inbox
-#   make test    the test suite (SQLite; OWN_SMTP_TEST_DB=postgres for PostgreSQL)
+#   make test    the test suite (SQLite; OWN_SMTP_TEST_DB=postgres for PostgreSQL); on Wagtail 7.4 LTS:
+#                make test VENV=.venv-w74 WAGTAIL="wagtail>=7.4,<7.5"
 #   make test-slow  the slow suite (tests/faults: faults, killed workers, several clusters) on
 #                PostgreSQL and Redis at 127.0.0.1; its figures go to tests/artifacts/fault-figures.json
 #   make lint    ruff and the migration check
@@ -64,8 +65,15 @@ package: install
 	$(BIN)/python -m pip install --quiet build
 	$(BIN)/python scripts/check_package.py
 
-install: $(BIN)/python
+# pip runs again only when the requirements change (a stamp per DJANGO/WAGTAIL choice), so
+# `make test` runs side by side (.ci/run) do not rewrite the source tree's egg-info at once.
+INSTALLED := $(abspath $(VENV))/.installed-$(shell printf '%s' '$(REQUIREMENTS)' | cksum | cut -d' ' -f1)
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml example_project/requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[testing,demo]" -r example_project/requirements.txt $(REQUIREMENTS)
+	@touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -41,6 +41,10 @@ ALLOWED_HOSTS = ["*"]
 
 
 def make_site(folder):
+    import wagtail
+
+    # The project template of the Wagtail installed here (7.4 LTS or 8.x): its dev.py, its layout.
+    print(f"wagtail start with Wagtail {wagtail.__version__}'s project template")
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "wagtail"), "start", "freshsite"], cwd=folder, check=True)
     project = Path(folder) / "freshsite"

@@ -69,8 +69,10 @@ TEMPLATES = [
 # Each pytest process gets its own test database, so parallel runs do not collide; the
 # environment variable is inherited by subprocesses (qcluster) that a test starts.
 os.environ.setdefault("OWN_SMTP_TEST_DB_SUFFIX", str(os.getpid()))
-# Databases, screenshots and media go here; git ignores it, so a fresh clone lacks it.
-os.makedirs(os.path.join(BASE_DIR, "artifacts"), exist_ok=True)
+# Databases, screenshots, fault figures and media go here; git ignores it, so a fresh clone
+# lacks it. OWN_SMTP_ARTIFACTS gives runs in parallel (.ci/run) a folder each.
+ARTIFACTS_DIR = os.environ.get("OWN_SMTP_ARTIFACTS") or os.path.join(BASE_DIR, "artifacts")
+os.makedirs(ARTIFACTS_DIR, exist_ok=True)
 _SUFFIX = os.environ["OWN_SMTP_TEST_DB_SUFFIX"]
 
 if os.environ.get("OWN_SMTP_TEST_DB") == "postgres":
@@ -88,17 +90,15 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get(
-                "OWN_SMTP_DB_NAME", os.path.join(BASE_DIR, "artifacts", "dev.sqlite3")
-            ),
-            "TEST": {"NAME": os.path.join(BASE_DIR, "artifacts", f"test-{_SUFFIX}.sqlite3")},
+            "NAME": os.environ.get("OWN_SMTP_DB_NAME", os.path.join(ARTIFACTS_DIR, "dev.sqlite3")),
+            "TEST": {"NAME": os.path.join(ARTIFACTS_DIR, f"test-{_SUFFIX}.sqlite3")},
             "OPTIONS": {"timeout": 20},
         }
     }
 
 STATIC_URL = "/static/"
-STATIC_ROOT = os.path.join(BASE_DIR, "artifacts", "static")
-MEDIA_ROOT = os.path.join(BASE_DIR, "artifacts", "media")
+STATIC_ROOT = os.path.join(ARTIFACTS_DIR, "static")
+MEDIA_ROOT = os.path.join(ARTIFACTS_DIR, "media")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WAGTAIL_SITE_NAME = "Test site"
 WAGTAILADMIN_BASE_URL = "http://testserver"

@@ -116,13 +116,15 @@ def test_drain_eta_gives_the_moments_of_the_walk():
 
 
 def test_drain_eta_of_a_large_queue_without_caps_or_with_large_caps_is_instant():
-    # own_smtp_status over 1,000 sites of 100,000 waiting messages must answer in under a second
-    started = time.perf_counter()
+    # own_smtp_status over 1,000 sites of 100,000 waiting messages must answer in under a second.
+    # CPU time of this process: other processes on a busy machine (CI's parallel streams) do not
+    # count; a message-by-message walk (about 0.5 s of CPU here, 0.006 s without) still fails.
+    started = time.process_time()
     spaced = limits.Limits(min_interval=2 * S)
     assert limits.drain_eta([1] * 100_000, T0, T0, [], spaced) == T0 + 200_000 * S
     capped = limits.Limits(max_per_hour=50_000, max_per_day=1_000_000)
     assert limits.drain_eta([1] * 100_000, T0, None, [], capped) == T0 + limits.HOUR
-    assert time.perf_counter() - started < 0.2
+    assert time.process_time() - started < 0.2
 
 
 # -- against a real server --------------------------------------------------------------------

@@ -46,31 +46,9 @@ FORECAST_SITES = 10  # sites forecast on one page; the site filter narrows to on
 # -- who sees what ----------------------------------------------------------------------------
 
 
-class _WholeSettingPolicy:
-    """Wagtail 7's rule for site settings: the model permission covers every site."""
-
-    def __init__(self, model):
-        from wagtail.permission_policies import ModelPermissionPolicy
-
-        self.model_policy = ModelPermissionPolicy(model)
-
-    def user_has_permission(self, user, action):
-        return self.model_policy.user_has_permission(user, action)
-
-    def user_has_permission_for_instance(self, user, action, instance):
-        return self.user_has_permission(user, action)
-
-    def sites_user_has_permission_for(self, user, action):
-        if self.user_has_permission(user, action):
-            return Site.objects.all()
-        return Site.objects.none()
-
-
 def settings_permission_policy():
-    """The SMTP setting's permission policy: per site on Wagtail 8, per model on Wagtail 7."""
-    if hasattr(SmtpSettings, "get_permission_policy"):
-        return SmtpSettings.get_permission_policy()
-    return _WholeSettingPolicy(SmtpSettings)
+    """The SMTP setting's permission policy: per site (Wagtail 7.4 and 8)."""
+    return SmtpSettings.get_permission_policy()
 
 
 def outbox_sites(user):

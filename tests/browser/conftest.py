@@ -11,12 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from wagtail.models import GroupSitePermission, Site
-from wagtail.permissions import policy_registry
 from wagtail.users.models import UserProfile
 
+from tests.compat import long_lived_permission_policies
 from tests.helpers_admin import LINK, edit_url, make_site
 
 CHROMIUM_ARGS = [
@@ -29,7 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TESTS = Path(__file__).resolve().parent.parent
-SCREENSHOTS = TESTS / "artifacts" / "screenshots"
 # The README's pictures; refreshed by `make screenshots` (OWN_SMTP_UPDATE_SCREENSHOTS=1).
 README_SCREENSHOTS = TESTS.parent / "docs" / "screenshots"
 EDITOR_PASSWORD = "browser-pw"
@@ -88,14 +88,8 @@ def _forget_stale_ids(live_server):
     the old ones, and so does its cache of site root paths.
     """
     ContentType.objects.clear_cache()
-    registries = (
-        policy_registry.values_by_exact_class,
-        policy_registry.values_by_class,
-        policy_registry.fallback_policies,
-    )
-    for registry in registries:
-        for policy in registry.values():
-            vars(policy).pop("_content_type", None)
+    for policy in long_lived_permission_policies():
+        vars(policy).pop("_content_type", None)
     Site.clear_site_root_paths_cache()
 
 
@@ -176,8 +170,9 @@ def confirmation_link(received):
 
 def screenshot(page, name, *, for_readme=False, **options):
     """Save a screenshot under tests/artifacts/screenshots/; README pictures on request."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    screenshots = Path(settings.ARTIFACTS_DIR) / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    path = screenshots / f"{name}.png"
     page.screenshot(path=str(path), **options)
     if for_readme and os.environ.get("OWN_SMTP_UPDATE_SCREENSHOTS"):
         README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)

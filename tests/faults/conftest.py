@@ -3,7 +3,7 @@
 It runs with ``make test-slow`` (``OWN_SMTP_SLOW=1``, PostgreSQL and Redis). A plain ``pytest``
 skips it and says so. Each scenario records its figures (messages queued, sent, lost,
 duplicated, ...): they are printed at the end of the run and written to
-``tests/artifacts/fault-figures.json``.
+``tests/artifacts/fault-figures.json`` (under ``OWN_SMTP_ARTIFACTS`` if set).
 """
 
 import json
@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
-FIGURES_FILE = Path(__file__).parent.parent / "artifacts" / "fault-figures.json"
 _figures = {}
 
 
@@ -66,5 +66,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{name}:")
         for key, value in found.items():
             terminalreporter.write_line(f"    {key}: {value}")
-    FIGURES_FILE.parent.mkdir(exist_ok=True)
-    FIGURES_FILE.write_text(json.dumps(_figures, indent=2, default=str))
+    figures_file = Path(settings.ARTIFACTS_DIR) / "fault-figures.json"
+    figures_file.write_text(json.dumps(_figures, indent=2, default=str))

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('wagtailcore', '0098_apitoken'),
+        ('wagtailcore', '0001_squashed_0016_change_page_url_path_to_text_field'),  # creates Site
     ]
 
     operations = [

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('wagtail_own_smtp', '0001_initial'),
-        ('wagtailcore', '0098_apitoken'),
+        ('wagtailcore', '0001_squashed_0016_change_page_url_path_to_text_field'),  # creates Site
     ]
 
     operations = [
