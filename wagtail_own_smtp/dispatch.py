@@ -563,8 +563,11 @@ class _Outcome:
 class _SiteRun:
     """One site's turn: its lease, its claimed messages, its one connection."""
 
-    def __init__(self, smtp_settings, owner, now, report, progress, clock=None, outcome=None):
+    def __init__(
+        self, smtp_settings, owner, now, report, progress, clock=None, outcome=None, deadline=None
+    ):
         self.settings = smtp_settings
+        self.deadline = deadline  # monotonic moment no exchange with the server may pass
         self.clock = clock or timezone.now
         self.site_id = smtp_settings.site_id
         self.owner = owner
@@ -638,8 +641,8 @@ class _SiteRun:
             except (smtplib.SMTPException, OSError):
                 self._drop_connection()
         if self.connection is None:
-            self.connection = transport.open_connection(self.params)
-            self.connection.getreply = self._settle_before_reply(self.connection.getreply)
+            self.connection = transport.open_connection(self.params, deadline=self.deadline)
+            self.connection.before_reply = self._settle_before_reply
             self.last_used = time.monotonic()
         return self.connection
 
@@ -734,18 +737,12 @@ class _SiteRun:
         """Write the outcome not written yet (see ``_Outcome``)."""
         self.outcome.settle()
 
-    def _settle_before_reply(self, read_reply):
-        outcome = self.outcome
-
-        def getreply():
-            if outcome.write is not None:
-                try:
-                    outcome.settle()
-                except Exception as error:
-                    raise _OutcomeNotWritten from error
-            return read_reply()
-
-        return getreply
+    def _settle_before_reply(self):
+        if self.outcome.write is not None:
+            try:
+                self.outcome.settle()
+            except Exception as error:
+                raise _OutcomeNotWritten from error
 
     def _fail(self, message, reason):
         self.settle()
@@ -821,6 +818,14 @@ class _SiteRun:
         self.batch.clear()
 
 
+def _close_after_error(run):
+    try:
+        run.close()
+    except DatabaseError:
+        run.outcome.write = None  # its lease and claims run out and are taken again
+        run._drop_connection()
+
+
 def pause_site(smtp_settings, failure, report):
     """Stop sending for a site until an editor fixes and re-verifies its server."""
     SmtpSettings.objects.filter(pk=smtp_settings.pk).update(
@@ -830,7 +835,9 @@ def pause_site(smtp_settings, failure, report):
         last_error_hint=failure.hint or "",
     )
     report.paused_sites.append(smtp_settings.site_id)
-    logger.warning("Sending paused for site %s: %s", smtp_settings.site_id, failure.text)
+    logger.warning(
+        "Sending paused for site %s: %s", smtp_settings.site_id, transport.for_log(failure.text)
+    )
 
 
 def sendable_settings():
@@ -880,7 +887,8 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
 
     With a budget (the default: ``DISPATCH_BUDGET``), the run sends and sleeps until the earliest
     next slot while the budget lasts, and starts no message after it: it ends at the latest one
-    connection and one message (each step bounded by ``TIMEOUT``) after the budget.
+    connection and one message after the budget, within one ``TIMEOUT``: every exchange with a
+    server has that deadline.
 
     ``until_empty=True`` has no budget: it waits out the minimum interval while mail is due and
     returns once what is left waits for a cap window, a retry time, another dispatcher or a paused
@@ -897,6 +905,8 @@ def _dispatch(budget_seconds, until_empty, progress):
     if budget_seconds is None:
         budget_seconds = conf.get("DISPATCH_BUDGET")
     deadline = None if until_empty else started + float(budget_seconds)
+    # A conversation under way when the budget ends gets one TIMEOUT more, not one per step.
+    server_deadline = None if deadline is None else deadline + conf.get("TIMEOUT")
     report = DispatchReport()
     runs = {}  # site_id -> _SiteRun holding the lease
     blocked = {}  # site_id -> (slot, reason) a closed run left for this call
@@ -967,7 +977,7 @@ def _dispatch(budget_seconds, until_empty, progress):
                     continue
                 try:
                     runs[item.site_id] = _SiteRun(
-                        item, owner, now, report, progress, clock, outcome
+                        item, owner, now, report, progress, clock, outcome, server_deadline
                     )
                 except crypto.UndecryptablePassword as error:
                     hint = _("Enter the password again and confirm the server.")
@@ -989,6 +999,13 @@ def _dispatch(budget_seconds, until_empty, progress):
                 run.close()
                 del runs[run.site_id]
                 done.add(run.site_id)
+                continue
+            except DatabaseError:
+                # One site's write failure ends that site's turn, never another site's.
+                logger.exception("Could not record an outcome of site %s", run.site_id)
+                del runs[run.site_id]
+                done.add(run.site_id)
+                _close_after_error(run)
                 continue
             if run.finished:
                 run.close()
