@@ -98,7 +98,9 @@ class HostileServer:
                     in_data = False
                     self._send(conn, self.replies["."])
                 continue
-            verb = line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper().decode("ascii", "replace")
+            verb = (
+                line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper().decode("ascii", "replace")
+            )
             self.commands.append(verb)
             reply = self.replies.get(verb, OK)
             self._send(conn, reply)

@@ -60,7 +60,9 @@ def _two_sites(bad_server, good_server):
 def _queue(site, count, prefix):
     with using_site(site):
         for i in range(count):
-            EmailMessage(f"{prefix}{i}", "Body", "x@platform.example", [f"{prefix}{i}@ex.org"]).send()
+            EmailMessage(
+                f"{prefix}{i}", "Body", "x@platform.example", [f"{prefix}{i}@ex.org"]
+            ).send()
 
 
 def test_a_nul_in_a_rcpt_reply_defers_that_message_and_the_healthy_site_gets_all_its_mail(
