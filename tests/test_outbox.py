@@ -16,7 +16,7 @@ from django.utils import timezone
 from tests.conftest import SMTP_PASSWORD
 from tests.delivery_helpers import own_server, real_backend
 from tests.helpers_admin import make_site
-from wagtail_own_smtp import forecast, limits, transport
+from wagtail_own_smtp import forecast, hints, limits
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState
 
@@ -430,7 +430,8 @@ def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
     admin_client, site_a, starttls_server
 ):
     own_server(site_a, starttls_server)
-    starttls_server.behaviour.data_reply = "450 Mail send limit exceeded."
+    # A quota reply would back the whole site off and spend no attempt: this one fails the message.
+    starttls_server.behaviour.data_reply = "530 5.7.0 Must issue a STARTTLS command first"
     EmailMessage(
         "Quarterly survey",
         "Only-in-the-body-7351",
@@ -439,14 +440,17 @@ def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
     ).send()
     dispatch(budget_seconds=3)
     message = OutboundMessage.objects.get()
-    assert message.status == "deferred" and message.attempts == 1
+    assert message.status == "failed" and message.attempts == 1
 
     html = admin_client.get(
         reverse("wagtail_own_smtp_admin:outbox_message", args=[message.pk])
     ).content.decode()
 
-    assert "<code data-own-smtp-last-error>450 Mail send limit exceeded.</code>" in html
-    assert "The sending quota of the account is used up" in html
+    assert (
+        "<code data-own-smtp-last-error>530 5.7.0 Must issue a STARTTLS command first</code>"
+        in html
+    )
+    assert "choose STARTTLS" in html
     assert '<td data-own-smtp-field="attempts">1</td>' in html
     assert 'data-own-smtp-field="last-attempt"' in html
     assert 'data-own-smtp-field="next-attempt"' in html
@@ -485,7 +489,7 @@ def test_message_page_of_a_refused_recipient(admin_client, site_a):
     ],
 )
 def test_stored_replies_get_the_hint_transport_gives(reply, words):
-    hint = transport.hint_for_reply(reply)
+    hint = hints.hint_for_reply(reply)
     if words is None:
         assert hint == ""
     else:

@@ -39,7 +39,7 @@ from django.utils import timezone
 from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 
-from . import conf, crypto, limits, signals, transport
+from . import backoff, conf, crypto, limits, signals, transport
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -518,6 +518,7 @@ class DispatchReport:
     deferred: int = 0
     failed: int = 0
     paused_sites: list = field(default_factory=list)
+    backed_off_sites: list = field(default_factory=list)  # throttled by their server
     # The earliest moment due mail that this run left could go, and why it waits:
     # "interval", "cap", or "lease" (another dispatcher holds the site).
     next_slot: object = None
@@ -669,6 +670,8 @@ class _SiteRun:
         except transport.SmtpFailure as failure:
             if failure.kind == transport.SERVER:
                 self._pause(failure)
+            elif failure.kind == transport.THROTTLE:
+                self._back_off(failure)
             else:
                 # The server cannot be reached: every claimed message waits for a retry.
                 for claimed in list(self.batch):
@@ -683,6 +686,9 @@ class _SiteRun:
             self.last_used = time.monotonic()
             if failure.kind == transport.SERVER:
                 self._pause(failure)
+                return
+            if failure.kind == transport.THROTTLE:
+                self._back_off(failure)
                 return
             self.batch.popleft()
             if failure.kind == transport.MESSAGE:
@@ -793,6 +799,21 @@ class _SiteRun:
         self.finished = True
         self._progress("paused", None)
 
+    def _back_off(self, failure):
+        """The server throttles the account: QUIT, put every claimed message back as it was
+        (no attempt spent), and let the site wait for its server's window."""
+        self.settle()
+        self._drop_connection()
+        release_claims([m.pk for m in self.batch], self.owner)
+        self.batch.clear()
+        until = backoff.back_off(self.site_id, failure, self.clock())
+        self.report.backed_off_sites.append(self.site_id)
+        logger.info(
+            "Site %s backs off until %s: %s", self.site_id, until, transport.for_log(failure.text)
+        )
+        self.finished = True
+        self._progress("backed_off", None)
+
     def fail_oversized(self):
         """Fail the next message if it has more recipients than a (non-zero) cap allows."""
         if not all(cap for _window, cap in self.limits.windows()):
@@ -856,7 +877,10 @@ def _due_sites(now, exclude):
     due = Q()
     for part in _due_parts(now):
         due |= Exists(OutboundMessage.objects.filter(part, site_id=OuterRef("site_id")))
-    sendable = list(sendable_settings().exclude(site_id__in=exclude).filter(due))
+    waiting = backoff.backed_off(now).values("site_id")  # their server's window is not yet open
+    sendable = list(
+        sendable_settings().exclude(site_id__in=exclude).exclude(site_id__in=waiting).filter(due)
+    )
     if not sendable:
         return [], None
     site_ids = [smtp_settings.site_id for smtp_settings in sendable]
@@ -1086,11 +1110,18 @@ def waiting_times(site_ids=None):
 
 
 def site_outlook(
-    smtp_settings, now=None, counts=None, last_sent_at=_UNREAD, waiting=None, times=_UNREAD
+    smtp_settings,
+    now=None,
+    counts=None,
+    last_sent_at=_UNREAD,
+    waiting=None,
+    times=_UNREAD,
+    backoff_until=_UNREAD,
 ):
     """Queue counts, next send slot and estimated drain time of a site (a few queries).
 
-    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` (its ``SiteSendState``),
+    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` and ``backoff_until`` (its
+    ``SiteSendState``),
     ``times`` (its entry of ``waiting_times``) and, for a site with caps, ``waiting`` (its entry
     of ``waiting_mail``) when the caller read them for many sites at once: only a site with caps
     then costs a query (its window records). A site without caps never reads its waiting rows:
@@ -1120,13 +1151,17 @@ def site_outlook(
             return Outlook(counts, None, None)
         first_due, latest_retry = times
         recipients = [1] * waiting_count  # without caps, only their number matters
-    if last_sent_at is _UNREAD:
+    if last_sent_at is _UNREAD or backoff_until is _UNREAD:
         state = SiteSendState.objects.filter(site_id=site_id).first()
-        last_sent_at = state.last_sent_at if state else None
+        if last_sent_at is _UNREAD:
+            last_sent_at = state.last_sent_at if state else None
+        if backoff_until is _UNREAD:
+            backoff_until = state.backoff_until if state else None
+    start = max(now, backoff_until or now)  # nothing goes while the server's window is closed
     records = window_records(site_id, site_limits, now)
     schedule = limits.Schedule(site_limits, last_sent_at, records, now)
-    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, now))
-    drained_at = limits.drain_eta(recipients, now, last_sent_at, records, site_limits)
+    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, start))
+    drained_at = limits.drain_eta(recipients, start, last_sent_at, records, site_limits)
     if drained_at is not None:
         drained_at = max(drained_at, latest_retry)
     return Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)

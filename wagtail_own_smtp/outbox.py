@@ -35,7 +35,7 @@ from wagtail.admin.views.reports import ReportView
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from . import dispatch, forecast, transport
+from . import dispatch, forecast, hints
 from .models import MessageStatus, OutboundMessage, SmtpSettings
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
@@ -425,7 +425,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
             message=message,
             status_label=message.get_status_display(),
             headers=message_headers(message.raw_message),
-            hint=transport.hint_for_reply(message.last_error),
+            hint=hints.hint_for_reply(message.last_error),
             can_retry=message.status in RETRYABLE,
             can_cancel=message.status in CANCELLABLE,
             retry_url=reverse("wagtail_own_smtp_admin:outbox_retry", args=[message.pk]),
