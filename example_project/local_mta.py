@@ -12,6 +12,7 @@ logs to a file the tests read. Both need root (Postfix's master starts as root a
 ``postfix`` user) and the Debian packages postfix, dovecot-core and dovecot-imapd.
 """
 
+import atexit
 import ctypes
 import grp
 import os
@@ -38,6 +39,12 @@ MAIL_USER = "mail"
 
 class MailServerUnavailable(RuntimeError):
     """Postfix or Dovecot cannot run here (not installed, not root)."""
+
+
+# Instances still running when the interpreter exits (a test run interrupted between a start and
+# its fixture's teardown) are stopped then.
+_running = set()
+atexit.register(lambda: [server.stop() for server in list(_running)])
 
 
 def require_mail_servers():
@@ -147,14 +154,17 @@ class LocalDovecot:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+            _running.add(self)
             try:
                 _wait_until(self._ready, 10, "Dovecot did not listen")
                 return self
             except TimeoutError:
                 self._end()
-                error = self.process.stderr.read().decode(errors="replace")
-                if "Address already in use" not in error + self.log_text():
-                    raise RuntimeError(f"Dovecot did not start: {error}{self.log_text()}") from None
+                error = self.process.stderr.read().decode(errors="replace") + self.log_text()
+                if "Address already in use" not in error:
+                    self.stop()
+                    raise RuntimeError(f"Dovecot did not start: {error}") from None
+        self.stop()
         raise RuntimeError("Dovecot found no free ports")
 
     def _ready(self):
@@ -162,9 +172,20 @@ class LocalDovecot:
             raise TimeoutError("Dovecot ended")
         return self.auth_socket.exists() and _accepts(self.imap_port) and _accepts(self.imaps_port)
 
+    def set_password(self, address, password):
+        """Change a user's password; it counts from the next login on (this takes up to 1 s)."""
+        self.users[address] = password
+        self._write_users()
+        # Dovecot looks at the file's mtime at most once per second: let that second pass.
+        time.sleep(1.01 - time.time() % 1)
+
     def _write_users(self):
+        users = self.directory / "users"
+        # Dovecot re-reads the file when its mtime (in seconds) or size changed.
+        stamp = max(time.time(), users.stat().st_mtime + 1) if users.exists() else time.time()
         lines = [f"{address}:{{PLAIN}}{password}\n" for address, password in self.users.items()]
-        (self.directory / "users").write_text("".join(lines))
+        users.write_text("".join(lines))
+        os.utime(users, (stamp, stamp))
 
     def _write_config(self):
         name = self.directory.name
@@ -262,6 +283,7 @@ service auth {{
             self.process.wait()
 
     def stop(self):
+        _running.discard(self)
         self._end()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -368,6 +390,7 @@ class LocalPostfix:
             self._age_config()
             started = self._postfix("start")
             if started.returncode == 0:
+                _running.add(self)
                 self.master_pid = int((self.queue / "pid" / "master.pid").read_text().split()[0])
                 _wait_until(self._ready, 10, "Postfix did not listen")
                 return self
@@ -413,8 +436,33 @@ class LocalPostfix:
             [POSTFIX, "-c", str(self.config), command],
             capture_output=True,
             text=True,
-            preexec_fn=_die_with_parent,
         )
+
+    def reconfigure(self, *, main_cf=None, submission_cf=None, sender_logins=None):
+        """Change the configuration while running, as an admin would ("postfix reload").
+
+        ``main_cf`` and ``submission_cf`` are merged into the current settings; ``sender_logins``
+        replaces the extra owners (e.g. ``{}`` takes an alias away from the login).
+        """
+        self.main_cf.update(main_cf or {})
+        self.submission_cf.update(submission_cf or {})
+        if sender_logins is not None:
+            self.sender_logins = dict(sender_logins)
+        self._write_maps()
+        self._write_config()
+        self._age_config()
+        old_processes = set(process_group(self.master_pid)) - {self.master_pid}
+        reloaded = self._postfix("reload")
+        if reloaded.returncode != 0:
+            raise RuntimeError(f"Postfix did not reload: {reloaded.stderr}{self.log_text()}")
+        # Idle processes of the old configuration end at once; one still in a session ends
+        # with it (it keeps the old configuration until then, as on any Postfix).
+        try:
+            _wait_until(
+                lambda: not old_processes & set(process_group(self.master_pid)), 5, "reloaded"
+            )
+        except TimeoutError:
+            pass
 
     def _write_maps(self):
         """The mailboxes, the domains' transport and who may send as whom (texthash: no postmap)."""
@@ -518,6 +566,7 @@ class LocalPostfix:
         return re.findall(r"disconnect from \S+ (.*)$", self.log_text(since), re.MULTILINE)
 
     def stop(self):
+        _running.discard(self)
         if self.master_pid is not None:
             _end_process_group(self.master_pid)
             self.master_pid = None

@@ -167,3 +167,27 @@ def test_a_missing_package_names_the_apt_get_command(monkeypatch):
     monkeypatch.setattr(local_mta, "REQUIRED_FILES", ("/usr/sbin/postfix-not-installed",))
     with pytest.raises(MailServerUnavailable, match="apt-get install postfix dovecot-core"):
         require_mail_servers()
+
+
+def test_reconfigure_takes_an_alias_away_from_the_next_session(make_postfix, dovecot):
+    postfix = make_postfix()
+    with _submission(postfix, dovecot) as client:
+        client.mail(MTA_SURVEYS)
+        assert client.rcpt(READER)[0] == 250
+    postfix.reconfigure(sender_logins={})
+    with _submission(postfix, dovecot) as client:
+        client.mail(MTA_SURVEYS)
+        assert client.rcpt(READER)[0] == 553
+
+
+def test_a_changed_password_counts_from_the_next_login(postfix, dovecot):
+    old = MTA_USERS[COLLEAGUE]
+    dovecot.set_password(COLLEAGUE, "changed-Pa55word")
+    try:
+        with smtplib.SMTP("localhost", postfix.submission_port, timeout=10) as client:
+            client.starttls(context=_tls(dovecot))
+            client.ehlo()
+            assert _auth_plain(client, COLLEAGUE, old)[0] == 535
+            assert _auth_plain(client, COLLEAGUE, "changed-Pa55word")[0] == 235
+    finally:
+        dovecot.set_password(COLLEAGUE, old)
