@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from example_project import local_mta
+from example_project import mail_processes
 from example_project.local_mta import MailServerUnavailable, process_group, require_mail_servers
 from tests.conftest import MTA_EDITOR, MTA_SURVEYS, MTA_USERS
 
@@ -164,7 +164,7 @@ def test_stop_leaves_no_process_and_no_files(make_postfix):
 
 
 def test_a_missing_package_names_the_apt_get_command(monkeypatch):
-    monkeypatch.setattr(local_mta, "REQUIRED_FILES", ("/usr/sbin/postfix-not-installed",))
+    monkeypatch.setattr(mail_processes, "REQUIRED_FILES", ("/usr/sbin/postfix-not-installed",))
     with pytest.raises(MailServerUnavailable, match="apt-get install postfix dovecot-core"):
         require_mail_servers()
 
