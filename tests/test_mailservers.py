@@ -6,6 +6,7 @@ import base64
 import imaplib
 import smtplib
 import ssl
+import time
 import uuid
 from email.message import EmailMessage
 
@@ -90,13 +91,38 @@ def test_a_sender_the_login_does_not_own_is_refused_at_rcpt_to(postfix, dovecot)
         assert client.rcpt(READER)[0] == 250
 
 
-def test_rate_limit_answers_450_at_mail_from_after_the_limit(make_postfix, dovecot):
-    postfix = make_postfix(main_cf={"smtpd_client_message_rate_limit": "3"})
+def test_rate_limit_answers_450_at_mail_from_after_the_limit_until_the_window_passes(
+    make_postfix, dovecot
+):
+    postfix = make_postfix(
+        main_cf={"smtpd_client_message_rate_limit": "3", "anvil_rate_time_unit": "3s"}
+    )
     with _submission(postfix, dovecot) as client:
         for _ in range(3):
             client.send_message(_message(MTA_EDITOR, READER))
         code, reply = client.mail(MTA_EDITOR)
     assert (code, reply) == (450, b"4.7.1 Error: too much mail from 127.0.0.1")
+
+    deadline = time.monotonic() + 10
+    while code == 450 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with _submission(postfix, dovecot) as client:
+            code, _ = client.mail(MTA_EDITOR)
+    assert code == 250
+
+
+def test_smtpd_tls_auth_only_alone_hides_auth_before_starttls(make_postfix, dovecot):
+    postfix = make_postfix(submission_cf={"smtpd_tls_security_level": "may"})
+    with smtplib.SMTP("localhost", postfix.submission_port, timeout=10) as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        client.starttls(context=_tls(dovecot))
+        client.ehlo()
+        assert client.has_extn("auth")
+    postfix.reconfigure(submission_cf={"smtpd_tls_auth_only": "no"})
+    with smtplib.SMTP("localhost", postfix.submission_port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("auth")
 
 
 def test_log_shows_which_sessions_ended_with_quit(postfix, dovecot):
