@@ -1,4 +1,4 @@
-"""Fixtures: real SMTP servers on loopback (aiosmtpd), sites, editors."""
+"""Fixtures: real SMTP servers on loopback (aiosmtpd; Postfix and Dovecot), sites, editors."""
 
 import ipaddress
 import socket
@@ -6,6 +6,12 @@ import socket
 import pytest
 
 from example_project.local_identity import LocalIdentityProvider
+from example_project.local_mta import (
+    LocalDovecot,
+    LocalPostfix,
+    MailServerUnavailable,
+    require_mail_servers,
+)
 from example_project.local_smtp import LocalSmtpServer, SilentServer, make_certificates
 
 SMTP_USER = "mailer@customer.example"
@@ -192,3 +198,65 @@ def xoauth2_server(certificates, identity_provider):
     server = _server(security="starttls", certificates=certificates, xoauth2=identity_provider)
     yield server
     server.stop()
+
+
+# Debian's Postfix and Dovecot on loopback (example_project/local_mta.py), with the certificate
+# the app trusts. The editor logs in as EDITOR and may also send as the alias SURVEYS.
+MTA_DOMAIN = "example.test"
+MTA_REMOTE_DOMAIN = "remote.test"  # accepted at RCPT TO, unknown users bounced later by a DSN
+MTA_EDITOR = "editor@example.test"
+MTA_SURVEYS = "surveys@example.test"
+MTA_USERS = {
+    MTA_EDITOR: "editor-Pa55-Ümlaut",
+    MTA_SURVEYS: "surveys-Pa55word",
+    "colleague@example.test": "colleague-Pa55word",
+    "reader@example.test": "reader-Pa55word",
+    "reader@remote.test": "remote-reader-Pa55word",
+}
+MTA_SENDER_LOGINS = {MTA_SURVEYS: [MTA_EDITOR]}
+
+
+def _mail_servers_or_fail():
+    try:
+        require_mail_servers()
+    except MailServerUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def dovecot(certificates):
+    """Dovecot with MTA_USERS: their Maildirs, IMAP (STARTTLS, implicit TLS) and Postfix's SASL."""
+    _mail_servers_or_fail()
+    server = LocalDovecot(MTA_USERS, certificates=certificates).start()
+    yield server
+    server.stop()
+
+
+def _postfix(dovecot, **options):
+    options.setdefault("sender_logins", MTA_SENDER_LOGINS)
+    return LocalPostfix(
+        dovecot, domain=MTA_DOMAIN, remote_domain=MTA_REMOTE_DOMAIN, **options
+    ).start()
+
+
+@pytest.fixture(scope="session")
+def postfix(dovecot):
+    """Postfix with the default configuration, shared by the session: take a log_mark() first."""
+    server = _postfix(dovecot)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_postfix(dovecot):
+    """Start a Postfix of the test's own: make_postfix(main_cf={...}, submission_cf={...},
+    sender_logins={...}); stopped after the test. Needed where state counts (rate limits)."""
+    servers = []
+
+    def make(**options):
+        servers.append(_postfix(dovecot, **options))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
