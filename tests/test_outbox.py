@@ -426,12 +426,13 @@ def test_delete_old_sent_form_errors_sit_next_to_the_field(admin_client, site_a)
 
 
 @pytest.mark.usefixtures("real_backend")
-def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
+def test_message_page_shows_headers_attempts_and_reply_never_the_password(
     admin_client, site_a, starttls_server
 ):
     own_server(site_a, starttls_server)
-    # A quota reply would back the whole site off and spend no attempt: this one fails the message.
-    starttls_server.behaviour.data_reply = "530 5.7.0 Must issue a STARTTLS command first"
+    # (A quota reply would back the whole site off and spend no attempt: the hint of a stored
+    # reply is shown by test_message_page_of_a_refused_recipient.)
+    starttls_server.behaviour.data_reply = "451 4.3.0 Temporary lookup failure"
     EmailMessage(
         "Quarterly survey",
         "Only-in-the-body-7351",
@@ -440,17 +441,13 @@ def test_message_page_shows_headers_attempts_reply_and_hint_never_the_password(
     ).send()
     dispatch(budget_seconds=3)
     message = OutboundMessage.objects.get()
-    assert message.status == "failed" and message.attempts == 1
+    assert message.status == "deferred" and message.attempts == 1
 
     html = admin_client.get(
         reverse("wagtail_own_smtp_admin:outbox_message", args=[message.pk])
     ).content.decode()
 
-    assert (
-        "<code data-own-smtp-last-error>530 5.7.0 Must issue a STARTTLS command first</code>"
-        in html
-    )
-    assert "choose STARTTLS" in html
+    assert "<code data-own-smtp-last-error>451 4.3.0 Temporary lookup failure</code>" in html
     assert '<td data-own-smtp-field="attempts">1</td>' in html
     assert 'data-own-smtp-field="last-attempt"' in html
     assert 'data-own-smtp-field="next-attempt"' in html
