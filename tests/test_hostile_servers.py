@@ -11,6 +11,7 @@ import tracemalloc
 
 import pytest
 from django.core.mail import EmailMessage
+from django.db import connection
 
 from example_project.local_smtp import LocalSmtpServer
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
@@ -82,6 +83,48 @@ def test_a_nul_in_a_rcpt_reply_defers_that_message_and_the_healthy_site_gets_all
     for error in OutboundMessage.objects.filter(site=bad).values_list("last_error", flat=True):
         assert "451 4.3.0 badthing" in error
         assert "\x00" not in error
+
+
+def _refuse_marking_sent(site):
+    """A real write failure of one site: the database refuses to mark its messages sent."""
+    table = connection.ops.quote_name(OutboundMessage._meta.db_table)
+    when = f"NEW.status = 'sent' AND NEW.site_id = {int(site.pk)}"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION own_smtp_refuse() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER own_smtp_refuse BEFORE UPDATE ON {table} FOR EACH ROW "
+                f"WHEN ({when}) EXECUTE FUNCTION own_smtp_refuse()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER own_smtp_refuse BEFORE UPDATE ON {table} FOR EACH ROW "
+                f"WHEN {when} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+
+
+def test_one_sites_failed_database_write_ends_only_that_sites_turn(healthy):
+    bad_server = LocalSmtpServer().start()
+    try:
+        bad, good = _two_sites(bad_server, healthy)
+        _queue(bad, 3, "bad")
+        _queue(good, 3, "good")
+        _refuse_marking_sent(bad)
+
+        report = dispatch(budget_seconds=10)
+    finally:
+        bad_server.stop()
+
+    assert len(healthy.wait_for(3)) == 3
+    assert statuses(site=good) == {"sent": 3}
+    assert report.sent == 3
+    # The bad site's first message reached its server but could not be marked sent: it stays
+    # claimed until its lease runs out (then goes again: at-least-once); nothing more was sent.
+    assert len(bad_server.received) == 1
+    assert statuses(site=bad) == {"sending": 1, "queued": 2}
 
 
 @pytest.mark.parametrize("verb", ["MAIL", "AUTH"])

@@ -595,6 +595,7 @@ class _SiteRun:
         self.connection = None
         self.last_used = None
         self.finished = False  # no more due messages, or stopped by a failure
+        self.write_error = None  # a sent message's outcome that could not be written
         self.exhausted = False  # the queue had nothing more to claim
 
     # ordering
@@ -654,6 +655,8 @@ class _SiteRun:
 
     def send_one(self):
         """Send the next claimed message and record its outcome."""
+        if self.finished:
+            return  # a failed write ended the turn (see ``_sent``)
         try:
             self._send_one()
         except _OutcomeNotWritten as error:
@@ -723,7 +726,14 @@ class _SiteRun:
 
         def write():
             # The site's last_sent_at is written with the lease (renewal, release), not here.
-            record_sent(message.pk, self.site_id, recipients, sent_at, note)
+            try:
+                record_sent(message.pk, self.site_id, recipients, sent_at, note)
+            except DatabaseError as error:
+                # Written during whichever site's message goes next: only THIS site's turn
+                # ends. The message stays claimed; when its lease runs out it goes again.
+                logger.exception("Could not record message %s of site %s", message.pk, self.site_id)
+                self.finished, self.write_error = True, error
+                return
             message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
             message.attempts += 1
             self.report.sent += 1
@@ -749,6 +759,8 @@ class _SiteRun:
                 self.outcome.settle()
             except Exception as error:
                 raise _OutcomeNotWritten from error
+            if self.write_error is not None:  # this site's own write failed: stop here
+                raise _OutcomeNotWritten from self.write_error
 
     def _fail(self, message, reason):
         self.settle()
