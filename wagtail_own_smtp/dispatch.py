@@ -842,6 +842,13 @@ class _SiteRun:
         if self.progress is not None:
             self.progress(outcome, self.site_id, message)
 
+    def abandon(self):
+        """Close after a database error: what cannot be released runs out with its lease."""
+        try:
+            self.close()
+        except DatabaseError:
+            self._drop_connection()
+
     def close(self):
         # Safe after a lost lease too: both releases only touch what this run still owns.
         self.settle()
@@ -849,14 +856,6 @@ class _SiteRun:
         release_claims([m.pk for m in self.batch], self.owner)
         release_lease(self.site_id, self.owner, self.schedule.last_sent_at)
         self.batch.clear()
-
-
-def _close_after_error(run):
-    try:
-        run.close()
-    except DatabaseError:
-        run.outcome.write = None  # its lease and claims run out and are taken again
-        run._drop_connection()
 
 
 def pause_site(smtp_settings, failure, report):
@@ -1041,7 +1040,7 @@ def _dispatch(budget_seconds, until_empty, progress):
                 logger.exception("Could not record an outcome of site %s", run.site_id)
                 del runs[run.site_id]
                 done.add(run.site_id)
-                _close_after_error(run)
+                run.abandon()
                 continue
             if run.finished:
                 run.close()

@@ -114,7 +114,8 @@ def hint_for_reply(text):
 def hint_for(params, code=None, text="", stage=None, error=None, kind=None):
     """A short explanation where the cause of a failure is known.
 
-    ``kind``: the reply's scope (``transport.THROTTLE``, ``transport.SERVER``, ...), if it has one.
+    ``kind``: the reply's scope, if it has one: transport's ``THROTTLE`` ("throttle") or
+    ``SERVER`` ("server"), spelled out here since transport imports this module.
     """
     port, security = params.port, params.security
     text = text or ""

@@ -1,8 +1,9 @@
 """Opening a verified SMTP connection and classifying what the server answers.
 
-Every failure becomes an ``SmtpFailure`` carrying the server's original reply and one of three
-kinds: transient (try again later), permanent for this message, or a problem of the server's
-configuration (pause the site until the editor fixes it).
+Every failure becomes an ``SmtpFailure`` carrying the server's original reply and its kind:
+transient or permanent for this message, a throttle of the account (the site waits a while), or a
+problem of the account or the server's configuration (pause the site until the editor fixes it).
+``reply_scope`` classifies every reply, once (docs/server-replies.md has the table).
 
 The server is the editor's, and may be hostile: every reply is cleaned once, where it is read
 (``_PinnedSMTP.getreply``), every command and connection attempt has a wall-clock deadline, and a
