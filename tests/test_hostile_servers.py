@@ -17,7 +17,7 @@ from example_project.local_smtp import LocalSmtpServer
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
 from tests.helpers_admin import action_url, edit_url, errors, save_settings, stored
 from tests.hostile_servers import HostileServer
-from wagtail_own_smtp import transport, using_site
+from wagtail_own_smtp import smtp_client, transport, using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
 
@@ -217,7 +217,7 @@ def test_an_endless_greeting_is_cut_off_within_the_deadline_and_the_memory_cap(
     assert elapsed <= 2 + MARGIN, elapsed
     assert peak < MEMORY_CAP, peak
     assert "too long" in failure.value.text
-    assert len(failure.value.text) <= transport.STORED_REPLY_CHARS
+    assert len(failure.value.text) <= smtp_client.STORED_REPLY_CHARS
 
 
 def test_a_16_mb_error_reply_is_never_stored(hostile_factory, healthy):
@@ -233,8 +233,8 @@ def test_a_16_mb_error_reply_is_never_stored(hostile_factory, healthy):
     assert statuses(site=bad) == {"deferred": 1}
     message = OutboundMessage.objects.get(site=bad)
     assert "too long" in message.last_error
-    assert len(message.last_error) <= transport.STORED_REPLY_CHARS
-    assert len(SmtpSettings.objects.get(site=bad).last_error) <= transport.STORED_REPLY_CHARS
+    assert len(message.last_error) <= smtp_client.STORED_REPLY_CHARS
+    assert len(SmtpSettings.objects.get(site=bad).last_error) <= smtp_client.STORED_REPLY_CHARS
 
 
 def test_a_dispatch_run_with_a_dripping_site_keeps_its_budget_and_the_healthy_site_gets_its_mail(
@@ -298,10 +298,10 @@ def test_a_reply_with_newlines_and_escapes_cannot_forge_log_lines(hostile_factor
     ],
 )
 def test_a_reply_is_cleaned_to_valid_text_without_controls(raw, expected):
-    cleaned = transport.clean_reply(raw)
+    cleaned = smtp_client.clean_reply(raw)
     assert cleaned == expected
     cleaned.encode("utf-8")  # always valid UTF-8
 
 
 def test_a_long_reply_is_capped_where_it_is_stored():
-    assert len(transport.clean_reply(b"550 " + b"z" * 100_000)) == transport.STORED_REPLY_CHARS
+    assert len(smtp_client.clean_reply(b"550 " + b"z" * 100_000)) == smtp_client.STORED_REPLY_CHARS

@@ -39,7 +39,7 @@ from django.utils import timezone
 from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 
-from . import backoff, conf, crypto, limits, signals, transport
+from . import backoff, conf, crypto, limits, signals, smtp_client, transport
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -821,7 +821,7 @@ class _SiteRun:
         until = backoff.back_off(self.site_id, failure, self.clock())
         self.report.backed_off_sites.append(self.site_id)
         logger.info(
-            "Site %s backs off until %s: %s", self.site_id, until, transport.for_log(failure.text)
+            "Site %s backs off until %s: %s", self.site_id, until, smtp_client.for_log(failure.text)
         )
         self.finished = True
         self._progress("backed_off", None)
@@ -868,7 +868,7 @@ def pause_site(smtp_settings, failure, report):
     )
     report.paused_sites.append(smtp_settings.site_id)
     logger.warning(
-        "Sending paused for site %s: %s", smtp_settings.site_id, transport.for_log(failure.text)
+        "Sending paused for site %s: %s", smtp_settings.site_id, smtp_client.for_log(failure.text)
     )
 
 
