@@ -19,6 +19,7 @@ from example_project.mail_processes import (
     free_port,
     listening,
     private_directory,
+    process_group,
     require_mail_servers,
     running,
     wait_until,
@@ -77,7 +78,7 @@ class LocalDovecot:
         raise RuntimeError("Dovecot found no free ports")
 
     def _ready(self):
-        if self.process.poll() is not None:
+        if self.process.pid not in process_group(self.process.pid):  # ended (not reaped yet)
             raise TimeoutError("Dovecot ended")
         return (
             self.auth_socket.exists()
@@ -198,6 +199,7 @@ service auth {{
         if self.process is not None:
             end_process_group(self.process.pid)
             self.process.wait()
+            self.process = None  # its pid may be reused from now on
 
     def stop(self):
         running.discard(self)

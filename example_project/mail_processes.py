@@ -105,8 +105,14 @@ def end_process_group(pgid, timeout=5.0):
     try:
         os.kill(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        pass
+        try:
+            os.killpg(pgid, signal.SIGTERM)  # the leader is gone: tell the rest
+        except ProcessLookupError:
+            return
     try:
         wait_until(lambda: not process_group(pgid), timeout, "the server ended")
     except TimeoutError:
-        os.killpg(pgid, signal.SIGKILL)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

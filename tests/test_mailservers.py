@@ -29,7 +29,7 @@ def _submission(postfix, dovecot, login=MTA_EDITOR):
     client = smtplib.SMTP("localhost", postfix.submission_port, timeout=10)
     client.starttls(context=_tls(dovecot))
     client.ehlo()
-    _auth_plain(client, login, MTA_USERS[login])
+    assert _auth_plain(client, login, MTA_USERS[login])[0] == 235
     return client
 
 
