@@ -7,10 +7,12 @@ queued, the server's words with a hint). No message of a wave ends ``failed`` fo
 the account.
 """
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.core.mail import EmailMessage
+from django.core.management import call_command
 from django.utils import timezone
 
 from tests.conftest import SMTP_USER
@@ -216,6 +218,10 @@ def test_a_throttle_at_mail_from_ends_the_session_and_the_wave_drains_once_the_w
 
     assert starttls_server.mail_commands == 1  # not hammered: one MAIL FROM, then QUIT
     assert statuses() == {"queued": 6}
+    status = io.StringIO()
+    call_command("own_smtp_status", stdout=status)
+    assert "the server asked the site to wait until" in status.getvalue()
+    assert "450 4.7.1 Error: too much mail from 127.0.0.1" in status.getvalue()
     # While the window is closed, a run leaves the site alone.
     starttls_server.behaviour.mail_reply = None
     assert dispatch(budget_seconds=2).sent == 0
