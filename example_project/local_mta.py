@@ -4,274 +4,44 @@ Each instance keeps everything in a temporary directory of its own (configuratio
 sockets, mailboxes), listens on free ports of 127.0.0.1 and delivers nowhere but into its own
 mailboxes, so two test runs can run side by side and the system's mail services are not touched.
 
-``LocalDovecot`` holds the users' Maildirs, serves them over IMAP (STARTTLS and implicit TLS) and
-answers Postfix's SASL questions. ``LocalPostfix`` receives on a port-25 style listener and on
+``LocalDovecot`` (local_dovecot.py) holds the users' Maildirs, serves them over IMAP and answers
+Postfix's SASL questions. ``LocalPostfix`` (here) receives on a port-25 style listener and on
 submission ports (STARTTLS or implicit TLS, AUTH against Dovecot, ``reject_sender_login_mismatch``),
 delivers to the Dovecot mailboxes with its ``virtual`` agent, sends real DSNs for unknown users and
 logs to a file the tests read. Both need root (Postfix's master starts as root and drops to the
 ``postfix`` user) and the Debian packages postfix, dovecot-core and dovecot-imapd.
 """
 
-import ctypes
 import grp
 import os
 import pwd
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
-from email import message_from_bytes, policy
-from pathlib import Path
 
-from example_project.local_smtp import make_certificates
+from example_project.local_dovecot import LocalDovecot
+from example_project.mail_processes import (
+    POSTFIX,
+    MailServerUnavailable,
+    end_process_group,
+    free_port,
+    listening,
+    private_directory,
+    process_group,
+    require_mail_servers,
+    running,
+    wait_until,
+)
 
-INSTALL_HINT = "apt-get install postfix dovecot-core dovecot-imapd"
-POSTFIX = "/usr/sbin/postfix"
-DOVECOT = "/usr/sbin/dovecot"
-REQUIRED_FILES = (POSTFIX, "/usr/lib/postfix/sbin/master", DOVECOT, "/usr/lib/dovecot/imap-login")
-# Delivered mail belongs to Debian's "mail" user, which Postfix's virtual agent and Dovecot share.
-MAIL_USER = "mail"
-
-
-class MailServerUnavailable(RuntimeError):
-    """Postfix or Dovecot cannot run here (not installed, not root)."""
-
-
-def require_mail_servers():
-    """Raise MailServerUnavailable saying what to install when a binary is missing."""
-    missing = [path for path in REQUIRED_FILES if not os.path.exists(path)]
-    if missing:
-        raise MailServerUnavailable(
-            f"Debian's Postfix and Dovecot are needed ({', '.join(missing)} missing): "
-            f"{INSTALL_HINT}"
-        )
-    if os.geteuid() != 0:
-        raise MailServerUnavailable("Postfix and Dovecot must be started as root here")
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _private_directory(prefix):
-    """A fresh directory the servers' unprivileged users can enter (pytest's are 0700)."""
-    directory = Path(tempfile.mkdtemp(prefix=prefix))
-    directory.chmod(0o755)
-    return directory
-
-
-def _die_with_parent():
-    """In the child before exec: end when the test process ends, even if it is killed."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout} s")
-        time.sleep(0.02)
-
-
-def _accepts(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def process_group(pgid):
-    """The live (not zombie) processes of a process group: a server's master and its children."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state, _ppid, pgrp = (entry / "stat").read_text().rsplit(") ", 1)[1].split()[:3]
-        except (OSError, IndexError, ValueError):
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def _end_process_group(pgid, timeout=5.0):
-    """SIGTERM the group's leader (it ends its children), SIGKILL what outlives the timeout."""
-    try:
-        os.kill(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        _wait_until(lambda: not process_group(pgid), timeout, "the server ended")
-    except TimeoutError:
-        os.killpg(pgid, signal.SIGKILL)
-
-
-class LocalDovecot:
-    """Dovecot with the given users, their Maildirs, IMAP on loopback and a SASL socket.
-
-    ``users`` maps addresses (``editor@example.test``) to passwords (no ``:`` or newline).
-    ``certificates`` are make_certificates() paths for "localhost"; a fresh CA is made if omitted.
-    """
-
-    def __init__(self, users, certificates=None):
-        self.users = dict(users)
-        self.certificates = certificates
-        self.directory = None
-        self.process = None
-
-    def start(self):
-        require_mail_servers()
-        self.directory = _private_directory("own-smtp-dovecot-")
-        if self.certificates is None:
-            self.certificates = make_certificates(self.directory / "certs")
-        mail = pwd.getpwnam(MAIL_USER)
-        self.mail_uid, self.mail_gid = mail.pw_uid, mail.pw_gid
-        self.mail_root = self.directory / "mail"
-        self.mail_root.mkdir()
-        os.chown(self.mail_root, self.mail_uid, self.mail_gid)
-        self.auth_socket = self.directory / "auth-postfix"
-        self.log_file = self.directory / "dovecot.log"
-        self._write_users()
-        for _attempt in range(3):
-            self.imap_port, self.imaps_port = _free_port(), _free_port()
-            self._write_config()
-            self.process = subprocess.Popen(
-                [DOVECOT, "-F", "-c", str(self.directory / "dovecot.conf")],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-            try:
-                _wait_until(self._ready, 10, "Dovecot did not listen")
-                return self
-            except TimeoutError:
-                self._end()
-                error = self.process.stderr.read().decode(errors="replace")
-                if "Address already in use" not in error + self.log_text():
-                    raise RuntimeError(f"Dovecot did not start: {error}{self.log_text()}") from None
-        raise RuntimeError("Dovecot found no free ports")
-
-    def _ready(self):
-        if self.process.poll() is not None:
-            raise TimeoutError("Dovecot ended")
-        return self.auth_socket.exists() and _accepts(self.imap_port) and _accepts(self.imaps_port)
-
-    def _write_users(self):
-        lines = [f"{address}:{{PLAIN}}{password}\n" for address, password in self.users.items()]
-        (self.directory / "users").write_text("".join(lines))
-
-    def _write_config(self):
-        name = self.directory.name
-        dh = Path("/usr/share/dovecot/dh.pem")
-        (self.directory / "dovecot.conf").write_text(
-            f"""\
-instance_name = {name}
-base_dir = {self.directory}/run
-state_dir = {self.directory}/state
-log_path = {self.log_file}
-protocols = imap
-listen = 127.0.0.1
-default_login_user = dovenull
-default_internal_user = dovecot
-first_valid_uid = {self.mail_uid}
-ssl = yes
-ssl_cert = <{self.certificates["cert"]}
-ssl_key = <{self.certificates["key"]}
-{f"ssl_dh = <{dh}" if dh.exists() else ""}
-auth_mechanisms = plain login
-# No tarpit after a wrong password, no growing penalty per IP: tests try them on purpose.
-auth_failure_delay = 0
-service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-}}
-mail_location = maildir:{self.mail_root}/%d/%n/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {self.directory}/users
-}}
-userdb {{
-  driver = static
-  args = uid={self.mail_uid} gid={self.mail_gid} home={self.mail_root}/%d/%n
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.imap_port}
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {self.imaps_port}
-    ssl = yes
-  }}
-}}
-service auth {{
-  unix_listener {self.auth_socket} {{
-    mode = 0660
-    user = postfix
-    group = postfix
-  }}
-}}
-"""
-        )
-
-    @property
-    def ca_file(self):
-        return str(self.certificates["ca"])
-
-    def maildir(self, address):
-        local, domain = address.lower().rsplit("@", 1)
-        return self.mail_root / domain / local / "Maildir"
-
-    def messages(self, address):
-        """The messages in the address's inbox, read from its Maildir, oldest first."""
-        path = self.maildir(address)
-        files = [
-            file
-            for sub in ("new", "cur")
-            if (path / sub).exists()
-            for file in (path / sub).iterdir()
-        ]
-        files.sort(key=lambda file: (file.stat().st_mtime, file.name))
-        return [message_from_bytes(file.read_bytes(), policy=policy.default) for file in files]
-
-    def wait_for_messages(self, address, count=1, timeout=10.0, matching=None):
-        """Wait until the inbox holds ``count`` messages (those ``matching(message)`` if given)."""
-        found = []
-
-        def arrived():
-            found[:] = [m for m in self.messages(address) if matching is None or matching(m)]
-            return len(found) >= count
-
-        _wait_until(arrived, timeout, f"{count} message(s) did not arrive for {address}")
-        return found
-
-    def log_text(self):
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-
-    def _end(self):
-        if self.process is not None:
-            _end_process_group(self.process.pid)
-            self.process.wait()
-
-    def stop(self):
-        self._end()
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
+# What the tests import from here.
+__all__ = [
+    "LocalDovecot",
+    "LocalPostfix",
+    "MailServerUnavailable",
+    "process_group",
+    "require_mail_servers",
+]
 
 # Every Postfix service the instance needs, none chrooted (the chroot would need copies of
 # /etc files); the listeners are added in front.
@@ -352,7 +122,7 @@ class LocalPostfix:
 
     def start(self):
         require_mail_servers()
-        self.directory = _private_directory("own-smtp-postfix-")
+        self.directory = private_directory("own-smtp-postfix-")
         self.config = self.directory / "etc"  # apart from the queue, which "postfix check" walks
         self.config.mkdir()
         self._make_queue()
@@ -360,16 +130,21 @@ class LocalPostfix:
         self._write_maps()
         for _attempt in range(3):
             self.smtp_port, self.submission_port, self.submissions_port = (
-                _free_port(),
-                _free_port(),
-                _free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
             )
             self._write_config()
             self._age_config()
             started = self._postfix("start")
             if started.returncode == 0:
+                running.add(self)
                 self.master_pid = int((self.queue / "pid" / "master.pid").read_text().split()[0])
-                _wait_until(self._ready, 10, "Postfix did not listen")
+                try:
+                    wait_until(self._ready, 10, "Postfix did not listen")
+                except TimeoutError:
+                    self.stop()
+                    raise
                 return self
             if "Address already in use" not in started.stderr + self.log_text():
                 error = started.stderr + self.log_text()
@@ -405,7 +180,8 @@ class LocalPostfix:
 
     def _ready(self):
         return all(
-            _accepts(port) for port in (self.smtp_port, self.submission_port, self.submissions_port)
+            listening(self.master_pid, port)
+            for port in (self.smtp_port, self.submission_port, self.submissions_port)
         )
 
     def _postfix(self, command):
@@ -413,8 +189,33 @@ class LocalPostfix:
             [POSTFIX, "-c", str(self.config), command],
             capture_output=True,
             text=True,
-            preexec_fn=_die_with_parent,
         )
+
+    def reconfigure(self, *, main_cf=None, submission_cf=None, sender_logins=None):
+        """Change the configuration while running, as an admin would ("postfix reload").
+
+        ``main_cf`` and ``submission_cf`` are merged into the current settings; ``sender_logins``
+        replaces the extra owners (e.g. ``{}`` takes an alias away from the login).
+        """
+        self.main_cf.update(main_cf or {})
+        self.submission_cf.update(submission_cf or {})
+        if sender_logins is not None:
+            self.sender_logins = dict(sender_logins)
+        self._write_maps()
+        self._write_config()
+        self._age_config()
+        old_processes = set(process_group(self.master_pid)) - {self.master_pid}
+        reloaded = self._postfix("reload")
+        if reloaded.returncode != 0:
+            raise RuntimeError(f"Postfix did not reload: {reloaded.stderr}{self.log_text()}")
+        # Idle processes of the old configuration end at once; one still in a session ends
+        # with it (it keeps the old configuration until then, as on any Postfix).
+        try:
+            wait_until(
+                lambda: not old_processes & set(process_group(self.master_pid)), 5, "reloaded"
+            )
+        except TimeoutError:
+            pass
 
     def _write_maps(self):
         """The mailboxes, the domains' transport and who may send as whom (texthash: no postmap)."""
@@ -502,15 +303,15 @@ class LocalPostfix:
 
     def wait_for_log(self, pattern, timeout=10.0, since=0):
         """Wait until a log line after ``since`` matches the regular expression; return it."""
-        found = []
-        _wait_until(
-            lambda: (
-                found.append(re.search(pattern, self.log_text(since), re.MULTILINE)) or found[-1]
-            ),
-            timeout,
-            f"Postfix logged no line matching {pattern!r}",
-        )
-        return found[-1]
+        match = None
+
+        def logged():
+            nonlocal match
+            match = re.search(pattern, self.log_text(since), re.MULTILINE)
+            return match
+
+        wait_until(logged, timeout, f"Postfix logged no line matching {pattern!r}")
+        return match
 
     def disconnects(self, since=0):
         """The command counts Postfix logged as each SMTP session ended after ``since``, e.g.
@@ -518,8 +319,9 @@ class LocalPostfix:
         return re.findall(r"disconnect from \S+ (.*)$", self.log_text(since), re.MULTILINE)
 
     def stop(self):
+        running.discard(self)
         if self.master_pid is not None:
-            _end_process_group(self.master_pid)
+            end_process_group(self.master_pid)
             self.master_pid = None
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -128,6 +128,10 @@ class Behaviour:
     refuse_recipients: dict = field(default_factory=dict)  # address -> "550 5.1.1 No such user"
     data_reply: str | None = None  # e.g. "451 4.3.0 Try again later" for every DATA
     mail_reply: str | None = None  # e.g. "553 5.7.1 Sender not allowed" for every MAIL FROM
+    auth_reply: str | None = None  # e.g. "535 5.7.139 Authentication unsuccessful" for every AUTH
+    # Every RCPT TO refused with this reply (Postfix refuses a sender at RCPT TO), e.g.
+    # "553 5.7.1 <a@b>: Sender address rejected: not owned by user a@b"
+    rcpt_reply: str | None = None
     delay: float = 0.0  # seconds added before answering DATA
     # Probability of answering "421" to each MAIL, RCPT and DATA (the fault tests' flaky server);
     # drawn from ``rng``, seeded, so a run can be repeated.
@@ -147,7 +151,20 @@ class _Handler:
     def __init__(self, server):
         self.server = server
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.server.sessions.add(id(server))
+        return responses
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.server.quit_sessions.add(id(server))
+        return "221 Bye"
+
+    async def handle_AUTH(self, server, session, envelope, args):
+        return self.server.behaviour.auth_reply or MISSING
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.server.mail_commands += 1
         reply = self.server.behaviour.mail_reply or self.server.behaviour.flaky_reply()
         if reply:
             return reply
@@ -158,6 +175,7 @@ class _Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = (
             self.server.behaviour.refuse_recipients.get(address.lower())
+            or self.server.behaviour.rcpt_reply
             or self.server.behaviour.flaky_reply()
         )
         if reply:
@@ -266,6 +284,10 @@ class LocalSmtpServer:
         self.behaviour = Behaviour()
         self.received: list[Received] = []
         self.auth_attempts = 0
+        self.mail_commands = 0  # MAIL FROM commands received, answered or refused
+        # Connections that said EHLO, and those that ended with QUIT (ids of their protocol).
+        self.sessions: set = set()
+        self.quit_sessions: set = set()
         self.xoauth2 = xoauth2
         self.xoauth2_refusal = xoauth2_refusal
         self.xoauth2_logins: list[tuple] = []  # (user, accepted) of each AUTH XOAUTH2

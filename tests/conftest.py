@@ -201,7 +201,7 @@ def xoauth2_server(certificates, identity_provider):
 
 
 # Debian's Postfix and Dovecot on loopback (example_project/local_mta.py), with the certificate
-# the app trusts. The editor logs in as EDITOR and may also send as the alias SURVEYS.
+# the app trusts. The editor logs in as MTA_EDITOR and may also send as the alias MTA_SURVEYS.
 MTA_DOMAIN = "example.test"
 MTA_REMOTE_DOMAIN = "remote.test"  # accepted at RCPT TO, unknown users bounced later by a DSN
 MTA_EDITOR = "editor@example.test"
@@ -225,7 +225,11 @@ def _mail_servers_or_fail():
 
 @pytest.fixture(scope="session")
 def dovecot(certificates):
-    """Dovecot with MTA_USERS: their Maildirs, IMAP (STARTTLS, implicit TLS) and Postfix's SASL."""
+    """Dovecot with MTA_USERS: their Maildirs, IMAP (STARTTLS, implicit TLS) and Postfix's SASL.
+
+    Shared by the session: look for your own messages (``wait_for_messages(..., matching=)``),
+    and put back a password you change with ``set_password``.
+    """
     _mail_servers_or_fail()
     server = LocalDovecot(MTA_USERS, certificates=certificates).start()
     yield server
@@ -241,7 +245,8 @@ def _postfix(dovecot, **options):
 
 @pytest.fixture(scope="session")
 def postfix(dovecot):
-    """Postfix with the default configuration, shared by the session: take a log_mark() first."""
+    """Postfix with the default configuration, shared by the session: read the log from a
+    log_mark() taken first, and change nothing (make_postfix gives a Postfix of your own)."""
     server = _postfix(dovecot)
     yield server
     server.stop()
@@ -250,7 +255,8 @@ def postfix(dovecot):
 @pytest.fixture
 def make_postfix(dovecot):
     """Start a Postfix of the test's own: make_postfix(main_cf={...}, submission_cf={...},
-    sender_logins={...}); stopped after the test. Needed where state counts (rate limits)."""
+    sender_logins={...}); stopped after the test. For changed settings, reconfigure() and state
+    that counts (rate limits); it shares the session's Dovecot."""
     servers = []
 
     def make(**options):

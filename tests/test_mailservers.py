@@ -6,12 +6,13 @@ import base64
 import imaplib
 import smtplib
 import ssl
+import time
 import uuid
 from email.message import EmailMessage
 
 import pytest
 
-from example_project import local_mta
+from example_project import mail_processes
 from example_project.local_mta import MailServerUnavailable, process_group, require_mail_servers
 from tests.conftest import MTA_EDITOR, MTA_SURVEYS, MTA_USERS
 
@@ -28,7 +29,7 @@ def _submission(postfix, dovecot, login=MTA_EDITOR):
     client = smtplib.SMTP("localhost", postfix.submission_port, timeout=10)
     client.starttls(context=_tls(dovecot))
     client.ehlo()
-    _auth_plain(client, login, MTA_USERS[login])
+    assert _auth_plain(client, login, MTA_USERS[login])[0] == 235
     return client
 
 
@@ -90,13 +91,38 @@ def test_a_sender_the_login_does_not_own_is_refused_at_rcpt_to(postfix, dovecot)
         assert client.rcpt(READER)[0] == 250
 
 
-def test_rate_limit_answers_450_at_mail_from_after_the_limit(make_postfix, dovecot):
-    postfix = make_postfix(main_cf={"smtpd_client_message_rate_limit": "3"})
+def test_rate_limit_answers_450_at_mail_from_after_the_limit_until_the_window_passes(
+    make_postfix, dovecot
+):
+    postfix = make_postfix(
+        main_cf={"smtpd_client_message_rate_limit": "3", "anvil_rate_time_unit": "3s"}
+    )
     with _submission(postfix, dovecot) as client:
         for _ in range(3):
             client.send_message(_message(MTA_EDITOR, READER))
         code, reply = client.mail(MTA_EDITOR)
     assert (code, reply) == (450, b"4.7.1 Error: too much mail from 127.0.0.1")
+
+    deadline = time.monotonic() + 10
+    while code == 450 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with _submission(postfix, dovecot) as client:
+            code, _ = client.mail(MTA_EDITOR)
+    assert code == 250
+
+
+def test_smtpd_tls_auth_only_alone_hides_auth_before_starttls(make_postfix, dovecot):
+    postfix = make_postfix(submission_cf={"smtpd_tls_security_level": "may"})
+    with smtplib.SMTP("localhost", postfix.submission_port, timeout=10) as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        client.starttls(context=_tls(dovecot))
+        client.ehlo()
+        assert client.has_extn("auth")
+    postfix.reconfigure(submission_cf={"smtpd_tls_auth_only": "no"})
+    with smtplib.SMTP("localhost", postfix.submission_port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("auth")
 
 
 def test_log_shows_which_sessions_ended_with_quit(postfix, dovecot):
@@ -164,6 +190,30 @@ def test_stop_leaves_no_process_and_no_files(make_postfix):
 
 
 def test_a_missing_package_names_the_apt_get_command(monkeypatch):
-    monkeypatch.setattr(local_mta, "REQUIRED_FILES", ("/usr/sbin/postfix-not-installed",))
+    monkeypatch.setattr(mail_processes, "REQUIRED_FILES", ("/usr/sbin/postfix-not-installed",))
     with pytest.raises(MailServerUnavailable, match="apt-get install postfix dovecot-core"):
         require_mail_servers()
+
+
+def test_reconfigure_takes_an_alias_away_from_the_next_session(make_postfix, dovecot):
+    postfix = make_postfix()
+    with _submission(postfix, dovecot) as client:
+        client.mail(MTA_SURVEYS)
+        assert client.rcpt(READER)[0] == 250
+    postfix.reconfigure(sender_logins={})
+    with _submission(postfix, dovecot) as client:
+        client.mail(MTA_SURVEYS)
+        assert client.rcpt(READER)[0] == 553
+
+
+def test_a_changed_password_counts_from_the_next_login(postfix, dovecot):
+    old = MTA_USERS[COLLEAGUE]
+    dovecot.set_password(COLLEAGUE, "changed-Pa55word")
+    try:
+        with smtplib.SMTP("localhost", postfix.submission_port, timeout=10) as client:
+            client.starttls(context=_tls(dovecot))
+            client.ehlo()
+            assert _auth_plain(client, COLLEAGUE, old)[0] == 535
+            assert _auth_plain(client, COLLEAGUE, "changed-Pa55word")[0] == 235
+    finally:
+        dovecot.set_password(COLLEAGUE, old)

@@ -7,7 +7,7 @@ import pytest
 
 from example_project.local_smtp import LocalSmtpServer
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from wagtail_own_smtp import transport
+from wagtail_own_smtp import hints, transport
 from wagtail_own_smtp.transport import MESSAGE, SERVER, TRANSIENT, ServerParams, SmtpFailure
 
 RAW = (
@@ -515,7 +515,7 @@ def test_test_connection_reports_a_wrong_password(starttls_server):
 
 
 def hint(port, security, **kwargs):
-    return transport.hint_for(
+    return hints.hint_for(
         ServerParams(host="smtp.example.org", port=port, security=security, from_email="a@b.c"),
         **kwargs,
     )
@@ -543,7 +543,7 @@ def test_server_params_repr_hides_the_password():
     )
 
 
-def test_a_daily_quota_reply_is_transient(starttls_server):
+def test_a_daily_quota_reply_backs_the_site_off_for_a_day(starttls_server):
     # Gmail answers a used-up daily quota with a 5xx code; the quota resets, so mail must wait.
     starttls_server.behaviour.refuse_recipients = {
         READER: "550 5.4.5 Daily user sending quota exceeded."
@@ -551,6 +551,6 @@ def test_a_daily_quota_reply_is_transient(starttls_server):
 
     error = failure(deliver, params(starttls_server, "starttls"))
 
-    assert error.kind == TRANSIENT
+    assert error.kind == transport.THROTTLE and error.window == transport.DAY
     assert "550 5.4.5 Daily user sending quota exceeded." in error.text
     assert "quota" in error.hint

@@ -12,6 +12,9 @@ DEFAULTS = {
     "MAX_MESSAGE_SIZE": 25 * 1024 * 1024,
     "MAX_MESSAGE_AGE": 3 * 24 * 3600,
     "DISPATCH_BUDGET": 50,
+    # Seconds a site waits after a server's throttle (a 4xx at MAIL FROM, 432 concurrent
+    # connections); a daily quota waits until its rolling 24 hours can have room again.
+    "THROTTLE_SECONDS": 60,
     "LEASE_SECONDS": 300,  # a dispatcher that dies frees its site and messages after this
     # Wrong confirmation links per client (IPv4 address, IPv6 /64) and window, then 429; None: off.
     # Counted in this Django cache: with several machines it must be a shared one (Redis, DB).

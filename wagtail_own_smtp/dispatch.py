@@ -40,7 +40,7 @@ from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import bounces, conf, crypto, limits, signals, transport
+from . import backoff, bounces, conf, crypto, limits, signals, smtp_client, transport
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -529,6 +529,7 @@ class DispatchReport:
     deferred: int = 0
     failed: int = 0
     paused_sites: list = field(default_factory=list)
+    backed_off_sites: list = field(default_factory=list)  # throttled by their server
     # The earliest moment due mail that this run left could go, and why it waits:
     # "interval", "cap", or "lease" (another dispatcher holds the site).
     next_slot: object = None
@@ -574,8 +575,11 @@ class _Outcome:
 class _SiteRun:
     """One site's turn: its lease, its claimed messages, its one connection."""
 
-    def __init__(self, smtp_settings, owner, now, report, progress, clock=None, outcome=None):
+    def __init__(
+        self, smtp_settings, owner, now, report, progress, clock=None, outcome=None, deadline=None
+    ):
         self.settings = smtp_settings
+        self.deadline = deadline  # monotonic moment no exchange with the server may pass
         self.clock = clock or timezone.now
         self.site_id = smtp_settings.site_id
         self.owner = owner
@@ -603,6 +607,7 @@ class _SiteRun:
         self.connection = None
         self.last_used = None
         self.finished = False  # no more due messages, or stopped by a failure
+        self.write_error = None  # a sent message's outcome that could not be written
         self.exhausted = False  # the queue had nothing more to claim
 
     # ordering
@@ -652,8 +657,8 @@ class _SiteRun:
             except (smtplib.SMTPException, OSError):
                 self._drop_connection()
         if self.connection is None:
-            self.connection = transport.open_connection(self.params)
-            self.connection.getreply = self._settle_before_reply(self.connection.getreply)
+            self.connection = transport.open_connection(self.params, deadline=self.deadline)
+            self.connection.before_reply = self._settle_before_reply
             self.last_used = time.monotonic()
         return self.connection
 
@@ -664,6 +669,8 @@ class _SiteRun:
 
     def send_one(self):
         """Send the next claimed message and record its outcome."""
+        if self.finished:
+            return  # a failed write ended the turn (see ``_sent``)
         try:
             self._send_one()
         except _OutcomeNotWritten as error:
@@ -680,6 +687,8 @@ class _SiteRun:
         except transport.SmtpFailure as failure:
             if failure.kind == transport.SERVER:
                 self._pause(failure)
+            elif failure.kind == transport.THROTTLE:
+                self._back_off(failure)
             else:
                 # The server cannot be reached: every claimed message waits for a retry.
                 for claimed in list(self.batch):
@@ -701,6 +710,9 @@ class _SiteRun:
             self.last_used = time.monotonic()
             if failure.kind == transport.SERVER:
                 self._pause(failure)
+                return
+            if failure.kind == transport.THROTTLE:
+                self._back_off(failure)
                 return
             self.batch.popleft()
             if failure.kind == transport.MESSAGE:
@@ -735,9 +747,16 @@ class _SiteRun:
 
         def write():
             # The site's last_sent_at is written with the lease (renewal, release), not here.
-            record_sent(
-                message.pk, self.site_id, recipients, sent_at, note, envelope_from=self.sender
-            )
+            try:
+                record_sent(
+                    message.pk, self.site_id, recipients, sent_at, note, envelope_from=self.sender
+                )
+            except DatabaseError as error:
+                # Written during whichever site's message goes next: only THIS site's turn
+                # ends. The message stays claimed; when its lease runs out it goes again.
+                logger.exception("Could not record message %s of site %s", message.pk, self.site_id)
+                self.finished, self.write_error = True, error
+                return
             message.status, message.sent_at, message.last_error = MessageStatus.SENT, sent_at, note
             message.envelope_from = self.sender
             message.attempts += 1
@@ -758,18 +777,14 @@ class _SiteRun:
         """Write the outcome not written yet (see ``_Outcome``)."""
         self.outcome.settle()
 
-    def _settle_before_reply(self, read_reply):
-        outcome = self.outcome
-
-        def getreply():
-            if outcome.write is not None:
-                try:
-                    outcome.settle()
-                except Exception as error:
-                    raise _OutcomeNotWritten from error
-            return read_reply()
-
-        return getreply
+    def _settle_before_reply(self):
+        if self.outcome.write is not None:
+            try:
+                self.outcome.settle()
+            except Exception as error:
+                raise _OutcomeNotWritten from error
+            if self.write_error is not None:  # this site's own write failed: stop here
+                raise _OutcomeNotWritten from self.write_error
 
     def _fail(self, message, reason):
         self.settle()
@@ -820,6 +835,21 @@ class _SiteRun:
         self.finished = True
         self._progress("paused", None)
 
+    def _back_off(self, failure):
+        """The server throttles the account: QUIT, put every claimed message back as it was
+        (no attempt spent), and let the site wait for its server's window."""
+        self.settle()
+        self._drop_connection()
+        release_claims([m.pk for m in self.batch], self.owner)
+        self.batch.clear()
+        until = backoff.back_off(self.site_id, failure, self.clock())
+        self.report.backed_off_sites.append(self.site_id)
+        logger.info(
+            "Site %s backs off until %s: %s", self.site_id, until, smtp_client.for_log(failure.text)
+        )
+        self.finished = True
+        self._progress("backed_off", None)
+
     def fail_oversized(self):
         """Fail the next message if it has more recipients than a (non-zero) cap allows."""
         if not all(cap for _window, cap in self.limits.windows()):
@@ -835,6 +865,13 @@ class _SiteRun:
     def _progress(self, outcome, message):
         if self.progress is not None:
             self.progress(outcome, self.site_id, message)
+
+    def abandon(self):
+        """Close after a database error: what cannot be released runs out with its lease."""
+        try:
+            self.close()
+        except DatabaseError:
+            self._drop_connection()
 
     def close(self):
         # Safe after a lost lease too: both releases only touch what this run still owns.
@@ -854,7 +891,9 @@ def pause_site(smtp_settings, failure, report):
         last_error_hint=stored_hint(failure.hint),
     )
     report.paused_sites.append(smtp_settings.site_id)
-    logger.warning("Sending paused for site %s: %s", smtp_settings.site_id, failure.text)
+    logger.warning(
+        "Sending paused for site %s: %s", smtp_settings.site_id, smtp_client.for_log(failure.text)
+    )
 
 
 def sendable_settings():
@@ -873,7 +912,10 @@ def _due_sites(now, exclude):
     due = Q()
     for part in _due_parts(now):
         due |= Exists(OutboundMessage.objects.filter(part, site_id=OuterRef("site_id")))
-    sendable = list(sendable_settings().exclude(site_id__in=exclude).filter(due))
+    waiting = backoff.backed_off(now).values("site_id")  # their server's window is not yet open
+    sendable = list(
+        sendable_settings().exclude(site_id__in=exclude).exclude(site_id__in=waiting).filter(due)
+    )
     if not sendable:
         return [], None
     site_ids = [smtp_settings.site_id for smtp_settings in sendable]
@@ -904,7 +946,8 @@ def dispatch(budget_seconds=None, *, until_empty=False, progress=None):
 
     With a budget (the default: ``DISPATCH_BUDGET``), the run sends and sleeps until the earliest
     next slot while the budget lasts, and starts no message after it: it ends at the latest one
-    connection and one message (each step bounded by ``TIMEOUT``) after the budget.
+    connection and one message after the budget, within one ``TIMEOUT``: every exchange with a
+    server has that deadline.
 
     ``until_empty=True`` has no budget: it waits out the minimum interval while mail is due and
     returns once what is left waits for a cap window, a retry time, another dispatcher or a paused
@@ -921,6 +964,8 @@ def _dispatch(budget_seconds, until_empty, progress):
     if budget_seconds is None:
         budget_seconds = conf.get("DISPATCH_BUDGET")
     deadline = None if until_empty else started + float(budget_seconds)
+    # A conversation under way when the budget ends gets one TIMEOUT more, not one per step.
+    server_deadline = None if deadline is None else deadline + conf.get("TIMEOUT")
     report = DispatchReport()
     runs = {}  # site_id -> _SiteRun holding the lease
     blocked = {}  # site_id -> (slot, reason) a closed run left for this call
@@ -991,7 +1036,7 @@ def _dispatch(budget_seconds, until_empty, progress):
                     continue
                 try:
                     runs[item.site_id] = _SiteRun(
-                        item, owner, now, report, progress, clock, outcome
+                        item, owner, now, report, progress, clock, outcome, server_deadline
                     )
                 except crypto.UndecryptablePassword as error:
                     hint = gettext_lazy("Enter the password again and confirm the server.")
@@ -1013,6 +1058,13 @@ def _dispatch(budget_seconds, until_empty, progress):
                 run.close()
                 del runs[run.site_id]
                 done.add(run.site_id)
+                continue
+            except DatabaseError:
+                # One site's write failure ends that site's turn, never another site's.
+                logger.exception("Could not record an outcome of site %s", run.site_id)
+                del runs[run.site_id]
+                done.add(run.site_id)
+                run.abandon()
                 continue
             if run.finished:
                 run.close()
@@ -1093,11 +1145,18 @@ def waiting_times(site_ids=None):
 
 
 def site_outlook(
-    smtp_settings, now=None, counts=None, last_sent_at=_UNREAD, waiting=None, times=_UNREAD
+    smtp_settings,
+    now=None,
+    counts=None,
+    last_sent_at=_UNREAD,
+    waiting=None,
+    times=_UNREAD,
+    backoff_until=_UNREAD,
 ):
     """Queue counts, next send slot and estimated drain time of a site (a few queries).
 
-    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` (its ``SiteSendState``),
+    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` and ``backoff_until`` (its
+    ``SiteSendState``),
     ``times`` (its entry of ``waiting_times``) and, for a site with caps, ``waiting`` (its entry
     of ``waiting_mail``) when the caller read them for many sites at once: only a site with caps
     then costs a query (its window records). A site without caps never reads its waiting rows:
@@ -1127,13 +1186,17 @@ def site_outlook(
             return Outlook(counts, None, None)
         first_due, latest_retry = times
         recipients = [1] * waiting_count  # without caps, only their number matters
-    if last_sent_at is _UNREAD:
+    if last_sent_at is _UNREAD or backoff_until is _UNREAD:
         state = SiteSendState.objects.filter(site_id=site_id).first()
-        last_sent_at = state.last_sent_at if state else None
+        if last_sent_at is _UNREAD:
+            last_sent_at = state.last_sent_at if state else None
+        if backoff_until is _UNREAD:
+            backoff_until = state.backoff_until if state else None
+    start = max(now, backoff_until or now)  # nothing goes while the server's window is closed
     records = window_records(site_id, site_limits, now)
     schedule = limits.Schedule(site_limits, last_sent_at, records, now)
-    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, now))
-    drained_at = limits.drain_eta(recipients, now, last_sent_at, records, site_limits)
+    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, start))
+    drained_at = limits.drain_eta(recipients, start, last_sent_at, records, site_limits)
     if drained_at is not None:
         drained_at = max(drained_at, latest_retry)
     return Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)

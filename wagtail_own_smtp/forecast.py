@@ -78,7 +78,7 @@ class Forecast:
     waiting: int
     next_slot: object
     drained_at: object
-    # "empty", "sending", "platform", "unverified", "paused" or "never"
+    # "empty", "sending", "platform", "unverified", "paused", "backoff" or "never"
     state: str
     text: str
     now: object
@@ -92,13 +92,25 @@ class Forecast:
         return moment(self.next_slot, self.now)
 
 
-def site_forecast(smtp_settings, now=None, read=None):
+_BACKOFF_FIELDS = ("site_id", "backoff_until", "backoff_reply", "backoff_hint")
+
+
+def site_forecast(smtp_settings, now=None, read=None, backoff=None):
     """The forecast of one site's queue (a few queries, see ``site_outlook``).
 
-    ``read``: the keyword arguments of ``site_outlook`` that ``forecasts`` read for many sites.
+    ``read``: the keyword arguments of ``site_outlook`` that ``forecasts`` read for many sites;
+    ``backoff``: the site's ``(site_id, until, reply, hint)`` of its server's throttle, if read.
     """
     now = now or timezone.now()
-    outlook = site_outlook(smtp_settings, now, **(read or {}))
+    if read is None:
+        backoff = (
+            SiteSendState.objects.filter(site_id=smtp_settings.site_id, backoff_until__gt=now)
+            .values_list(*_BACKOFF_FIELDS)
+            .first()
+        )
+    backoff = backoff if backoff and backoff[1] and backoff[1] > now else None
+    read = {**(read or {}), "backoff_until": backoff[1] if backoff else None}
+    outlook = site_outlook(smtp_settings, now, **read)
     waiting = sum(outlook.counts[status] for status in WAITING)
     count = {"count": number(waiting)}
     if not waiting:
@@ -136,6 +148,17 @@ def site_forecast(smtp_settings, now=None, read=None):
             )
             % count
         )
+    elif backoff:
+        state = "backoff"
+        _site, until, reply, hint = backoff
+        text = ngettext(
+            "%(count)s message waiting: the server asked the site to wait (“%(reply)s”); "
+            "sending resumes %(when)s.",
+            "%(count)s messages waiting: the server asked the site to wait (“%(reply)s”); "
+            "sending resumes %(when)s.",
+            waiting,
+        ) % {**count, "reply": reply, "when": moment(until, now)}
+        text = f"{text} {hint}".strip()
     elif outlook.never_fits:
         state = "never"
         text = (
@@ -199,9 +222,11 @@ def forecasts(sites, now=None):
     settings_by_site = {s.site_id: s for s in SmtpSettings.objects.filter(site__in=site_ids)}
     counts = queue_counts(site_ids)
     times = waiting_times(site_ids)
-    last_sent = dict(
-        SiteSendState.objects.filter(site__in=site_ids).values_list("site_id", "last_sent_at")
-    )
+    states = SiteSendState.objects.filter(site__in=site_ids)
+    last_sent, backoffs = {}, {}
+    for row in states.values_list("last_sent_at", *_BACKOFF_FIELDS):
+        last_sent[row[1]] = row[0]
+        backoffs[row[1]] = row[1:]
     result = []
     for site in sites:
         smtp_settings = settings_by_site.get(site.pk) or SmtpSettings(site_id=site.pk)
@@ -211,5 +236,5 @@ def forecasts(sites, now=None):
             "last_sent_at": last_sent.get(site.pk),
             "times": times.get(site.pk),
         }
-        result.append(site_forecast(smtp_settings, now, read))
+        result.append(site_forecast(smtp_settings, now, read, backoffs.get(site.pk)))
     return result

@@ -11,7 +11,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
-from . import crypto, presets, transport
+from . import crypto, hints, presets, transport
 from .mailbox_form import MailboxFieldsMixin
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -78,7 +78,7 @@ def security_hint(smtp_settings):
     """A warning for a port and encryption that rarely go together (saving is still allowed)."""
     if not smtp_settings.host:
         return ""
-    return transport.hint_for(
+    return hints.hint_for(
         transport.ServerParams(
             host=smtp_settings.host,
             port=smtp_settings.port,

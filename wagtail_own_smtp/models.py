@@ -403,6 +403,10 @@ class SiteSendState(models.Model):
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
+    # A server's throttle or quota: the site sends nothing until then (see backoff.py).
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    backoff_reply = models.TextField(blank=True)
+    backoff_hint = models.TextField(blank=True)
 
     def __str__(self):
         return f"send state of site {self.site_id}"

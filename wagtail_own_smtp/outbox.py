@@ -34,7 +34,7 @@ from wagtail.admin.views.reports import ReportView
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from . import dispatch, forecast, timeline, transport
+from . import dispatch, forecast, hints, timeline
 from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
 from .tasks import dispatch_after_commit
 
@@ -434,7 +434,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
             bounces=message.bounces.order_by("received_at"),
             status_label=message.get_status_display(),
             headers=message_headers(message.raw_message),
-            hint=transport.hint_for_reply(message.last_error),
+            hint=hints.hint_for_reply(message.last_error),
             can_retry=message.status in RETRYABLE,
             can_cancel=message.status in CANCELLABLE,
             retry_url=reverse("wagtail_own_smtp_admin:outbox_retry", args=[message.pk]),

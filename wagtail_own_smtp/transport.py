@@ -1,8 +1,12 @@
 """Opening a verified SMTP connection and classifying what the server answers.
 
-Every failure becomes an ``SmtpFailure`` carrying the server's original reply and one of three
-kinds: transient (try again later), permanent for this message, or a problem of the server's
-configuration (pause the site until the editor fixes it).
+Every failure becomes an ``SmtpFailure`` carrying the server's original reply and its kind:
+transient or permanent for this message, a throttle of the account (the site waits a while), or a
+problem of the account or the server's configuration (pause the site until the editor fixes it).
+``reply_scope`` classifies every reply, once (docs/server-replies.md has the table).
+
+The server is the editor's, and may be hostile: ``smtp_client`` reads it under deadlines and
+caps and cleans every reply; a connection attempt has ``CONNECT_TIMEOUTS`` × TIMEOUT in all.
 """
 
 import base64
@@ -11,30 +15,22 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 
-from django.core.mail.utils import DNS_NAME
-from django.utils.functional import lazy
 from django.utils.translation import gettext as _
 
 from . import conf
+from .hints import hint_for, is_timeout
+from .smtp_client import PinnedSMTP, clean_reply
 
 TRANSIENT = "transient"
 MESSAGE = "message"
 SERVER = "server"
+THROTTLE = "throttle"
 
-# OpenSSL's reasons when the peer does not speak TLS (it sent a plain-text SMTP greeting).
-_NOT_TLS_REASONS = {
-    "WRONG_VERSION_NUMBER",
-    "RECORD_LAYER_FAILURE",
-    "PACKET_LENGTH_TOO_LONG",
-    "UNKNOWN_PROTOCOL",
-    "HTTP_REQUEST",
-}
-# OpenSSL verify codes: host name mismatch, expired, and the untrusted-issuer family.
-_HOSTNAME_MISMATCH = 62
-_EXPIRED = 10
-_UNTRUSTED = {18, 19, 20, 21}
+CONNECT_TIMEOUTS = 2  # a connection attempt (connect, greeting, EHLO, TLS, AUTH): 2 × TIMEOUT
+REQUEST_TIMEOUTS = 2  # the admin's test / confirmation, from connect to QUIT: 2 × TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -50,12 +46,20 @@ class ServerParams:
     token_source: object = field(default=None, repr=False, compare=False)
 
 
+def request_seconds():
+    """The longest the admin's connection test or confirmation message holds a request."""
+    return REQUEST_TIMEOUTS * conf.get("TIMEOUT")
+
+
 class SmtpFailure(Exception):
     """What went wrong, in the server's own words. Never contains the password."""
 
     def __init__(self, kind, text, code=None, hint=""):
+        text = clean_reply(text)  # a reply combined from several (refused recipients): capped
         super().__init__(text)
         self.kind = kind
+        self.window = None  # THROTTLE: seconds the site waits at least
+        self.server_listens = False  # whether the session may still end with QUIT
         self.text = text
         self.code = code
         self.hint = hint
@@ -68,19 +72,13 @@ class PrivateHostError(ValueError):
     """The host resolves to an address this app refuses to connect to."""
 
 
-_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
-
-
 def _is_refused_address(ip):
-    """True unless ``ip`` is a global unicast address (for IPv6: in 2000::/3 as well)."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour or ip.teredo):
         # Tunnels to an IPv4 address (6to4, Teredo): no mail server lives there, and the IPv4
         # address inside may be a private one. Python < 3.12 counts 2002::/16 as global.
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST_V6:
-        return True  # e.g. site-local fec0::/10, which Python counts as global
     return (
         not ip.is_global
         or ip.is_multicast
@@ -119,40 +117,13 @@ def tls_context():
     return context
 
 
-class _PinnedSMTP(smtplib.SMTP):
-    """Connects to the address that was checked, while TLS verifies the host name.
-
-    ``stage`` names the step in progress, so a failure can be explained (see ``hint_for``).
-    """
-
-    def __init__(self, host, address, context, implicit_tls, timeout):
-        self.pinned_address = address
-        self.tls_context = context
-        self.implicit_tls = implicit_tls
-        self.stage = "connect"
-        super().__init__(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
-        self._host = host  # smtplib's starttls() verifies the certificate against _host
-
-    def _get_socket(self, host, port, timeout):
-        self.stage = "connect"
-        sock = socket.create_connection((self.pinned_address, port), timeout)
-        if self.implicit_tls:
-            self.stage = "tls"
-            try:
-                # The handshake runs under the socket's timeout set just above.
-                sock = self.tls_context.wrap_socket(sock, server_hostname=host)
-            except BaseException:
-                sock.close()
-                raise
-        self.stage = "greeting"
-        return sock
-
-
-def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
+def open_connection(params: ServerParams, timeout=None, deadline=None) -> smtplib.SMTP:
     """Connect, secure, and log in. Returns an open ``smtplib.SMTP`` or raises SmtpFailure.
 
-    ``timeout`` (default WAGTAIL_OWN_SMTP_TIMEOUT) bounds the connect and every exchange with
-    the server, the TLS handshake included.
+    ``timeout`` (default WAGTAIL_OWN_SMTP_TIMEOUT) bounds each command, the connect and the TLS
+    handshake included; the whole attempt (connect, greeting, EHLO, TLS, AUTH) has
+    ``CONNECT_TIMEOUTS`` × ``timeout``. ``deadline`` (a ``time.monotonic()`` moment) bounds the
+    attempt and every later exchange on the connection.
     """
     timeout = conf.get("TIMEOUT") if timeout is None else timeout
     try:
@@ -163,7 +134,15 @@ def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
         raise SmtpFailure(TRANSIENT, _describe_os_error(error, params)) from None
 
     context = _platform_tls_context() if params.security != "none" else None
-    connection = _PinnedSMTP(params.host, address, context, params.security == "ssl", timeout)
+    attempt_until = time.monotonic() + CONNECT_TIMEOUTS * timeout
+    connection = PinnedSMTP(
+        params.host,
+        address,
+        context,
+        params.security == "ssl",
+        timeout,
+        attempt_until if deadline is None else min(attempt_until, deadline),
+    )
     try:
         with _classified(params, connection):
             connection.connect(params.host, params.port)
@@ -172,7 +151,7 @@ def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
             if params.security == "starttls":
                 if not connection.has_extn("starttls"):
                     # Never fall back to plain text: the credentials would travel in clear.
-                    raise SmtpFailure(
+                    failure = SmtpFailure(
                         SERVER,
                         _("The server does not offer STARTTLS; nothing was sent."),
                         hint=hint_for(params)
@@ -181,6 +160,8 @@ def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
                             "or SSL/TLS (usually 465)."
                         ),
                     )
+                    failure.server_listens = True
+                    raise failure
                 connection.stage = "tls"
                 connection.starttls(context=context)
                 connection.stage = "ehlo"
@@ -191,11 +172,15 @@ def open_connection(params: ServerParams, timeout=None) -> smtplib.SMTP:
             elif params.username:
                 connection.stage = "auth"
                 login(connection, params.username, params.password)
-    except BaseException:
-        # No QUIT: after a TLS or timeout failure the dialogue is not in a state to end politely.
-        connection.close()
+    except BaseException as error:
+        if getattr(error, "server_listens", False):
+            close_quietly(connection)  # a refusal: the server waits for QUIT
+        else:
+            # After a TLS or timeout failure the dialogue is not in a state to end politely.
+            connection.close()
         raise
     connection.stage = "send"
+    connection.deadline = deadline
     return connection
 
 
@@ -235,9 +220,21 @@ def login(connection, username, password):
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
+class NoLoginOffered(smtplib.SMTPNotSupportedError):
+    """The server offers no AUTH; ``after_starttls``: it offers STARTTLS, and login after it."""
+
+    def __init__(self, message, after_starttls=False):
+        super().__init__(message)
+        self.after_starttls = after_starttls
+
+
 def _auth_mechanisms(connection):
     if not connection.has_extn("auth"):
-        raise smtplib.SMTPNotSupportedError(_("The server does not offer SMTP AUTH."))
+        # Postfix with smtpd_tls_auth_only offers AUTH only once the connection is encrypted.
+        after_starttls = connection.has_extn("starttls") and not isinstance(
+            connection.sock, ssl.SSLSocket
+        )
+        raise NoLoginOffered(_("The server does not offer SMTP AUTH."), after_starttls)
     return connection.esmtp_features["auth"].upper().split()
 
 
@@ -297,8 +294,12 @@ def send(connection, params: ServerParams, envelope_from, recipients, raw_messag
 
 
 def test_connection(params: ServerParams, timeout=None):
-    """Connect, TLS, AUTH, MAIL FROM and RCPT TO the sender, then RSET: nothing is sent."""
-    connection = open_connection(params, timeout=timeout)
+    """Connect, TLS, AUTH, MAIL FROM and RCPT TO the sender, then RSET: nothing is sent.
+
+    All of it, QUIT included, within ``request_seconds()``: an admin request waits no longer.
+    """
+    deadline = time.monotonic() + request_seconds()
+    connection = open_connection(params, timeout=timeout, deadline=deadline)
     try:
         options = _envelope_options(connection, [params.from_email])
         with _classified(params, connection):
@@ -333,20 +334,14 @@ class _classified:
 
 
 def _reply_text(code, reply):
-    if isinstance(reply, bytes):
-        reply = reply.decode("utf-8", "replace")
-    return f"{code} {reply}".strip() if code else str(reply)
-
-
-def _is_timeout(error):
-    # smtplib turns a timeout while reading a reply into SMTPServerDisconnected.
-    return isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
+    reply = clean_reply(reply)
+    return f"{code} {reply}".strip() if code else reply
 
 
 def _describe_os_error(error, params):
     if isinstance(error, socket.gaierror):
         return _("The host name could not be resolved (%(error)s).") % {"error": error.strerror}
-    if _is_timeout(error):
+    if is_timeout(error):
         return _("The server did not answer in time.")
     if isinstance(error, ConnectionRefusedError):
         return _("%(host)s refused the connection on port %(port)s.") % {
@@ -358,34 +353,105 @@ def _describe_os_error(error, params):
     return error.strerror or str(error) or error.__class__.__name__
 
 
-# "550 5.4.5 Daily user sending quota exceeded" (Gmail): permanent in form, but the account's
-# quota resets, so the message waits and retries instead of failing or pausing the site.
-QUOTA = "5.4.5"
+# -- what a reply means: one classification, by stage, code, enhanced code and whom it names ------
+#
+# Three scopes (docs/server-replies.md has the table): this message (TRANSIENT: retry it later;
+# MESSAGE: it failed), this site for a while (THROTTLE: end the session, keep every message queued
+# without spending an attempt, back the site off for ``failure.window``), and this site until the
+# editor acts (SERVER: pause, keep the mail queued, show the reply and a hint).
+
+# Quotas of the account that free as their rolling window moves on: Gmail's "550 5.4.5 Daily
+# user sending limit exceeded", Microsoft 365's "554 5.2.0 ...SubmissionQuotaExceededException",
+# IONOS's "Mail send limit exceeded".
+_DAILY_QUOTA = re.compile(r"\b5\.4\.5\b|SubmissionQuotaExceeded|send limit exceeded", re.I)
+# The account itself refused, whatever the stage: basic authentication off (5.7.139, 5.7.30,
+# 5.7.57), tenant blocked (5.7.705, 5.7.708), not allowed to send as the sender (5.7.60,
+# 5.2.252 SendAsDenied), throttled for continuous errors (5.2.251-5.2.255).
+_ACCOUNT_REFUSED = re.compile(
+    r"\b5\.7\.(?:139|30|57|60|705|708)\b|\b5\.2\.25[1-5]\b|SendAsDenied", re.I
+)
+# A reply about the envelope sender: RFC 3463's sender codes, or words naming it.
+_SENDER_CODE = re.compile(r"\b5\.1\.[78]\b")
+_SENDER_WORDS = re.compile(r"\bsender\b", re.I)
+_ENHANCED_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+DAY = 24 * 3600
+
+
+def reply_scope(stage, code, text, sender=""):
+    """``(kind, window)`` of a server's reply: what it is about, and for THROTTLE how long the
+    site waits at least (seconds; ``DAY`` for a rolling daily quota, else THROTTLE_SECONDS).
+
+    ``stage``: "greeting", "ehlo", "tls", "auth", "mail" (MAIL FROM), "rcpt" (RCPT TO), "data"
+    (DATA and after) or "send" (elsewhere in a message); ``sender``: the envelope sender.
+    """
+    code = code or 0
+    if _DAILY_QUOTA.search(text):
+        return THROTTLE, DAY
+    if code == 432:  # Microsoft 365: "432 4.3.2 Concurrent connections limit exceeded"
+        return THROTTLE, conf.get("THROTTLE_SECONDS")
+    if code >= 500 and _ACCOUNT_REFUSED.search(text):
+        return SERVER, None
+    if 400 <= code < 500:
+        if stage == "mail" and code != 421:
+            # "450 4.7.1 Error: too much mail from ..." (Postfix's rate limit): every later
+            # MAIL FROM of the session would get the same, and count as one more error.
+            return THROTTLE, conf.get("THROTTLE_SECONDS")
+        return TRANSIENT, None
+    if stage not in ("mail", "rcpt", "data", "send"):
+        return SERVER, None  # greeting, EHLO, STARTTLS, AUTH: the server or its settings
+    if stage == "mail":
+        # A size refusal at MAIL FROM is about this message; anything else about the sender.
+        return (MESSAGE if code == 552 or "5.3.4" in text else SERVER), None
+    if stage == "rcpt" and _names_sender(text, sender):
+        # Postfix, with its default smtpd_delay_reject, refuses the sender at RCPT TO.
+        return SERVER, None
+    if stage == "data" and "5.2.2" in _ENHANCED_CODE.findall(text):
+        if code == 554 or "submission" in text.lower():
+            # Microsoft 365: "554 5.2.2 mailbox full; STOREDRV.Submission...": the SENDING
+            # mailbox (its Sent Items keep a copy); a recipient's would be 552 at RCPT TO.
+            return SERVER, None
+    return MESSAGE, None
+
+
+def _names_sender(text, sender):
+    if sender and sender.lower() in text.lower():
+        return True
+    return bool(_SENDER_CODE.search(text) or _SENDER_WORDS.search(text))
 
 
 def classify(error, stage, params):
     """The SmtpFailure for an exception raised while talking to the server, or None.
 
-    ``stage``: "connect", "tls", "greeting", "ehlo", "auth" or "send".
+    ``stage``: "connect", "tls", "greeting", "ehlo", "auth" or "send"; within "send", the
+    exception tells MAIL FROM, RCPT TO and DATA apart.
     """
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _reply in error.recipients.values()]
+        # Every recipient refused (some refused and the message sent: only a note).
         text = "; ".join(
             f"{rcpt}: {_reply_text(code, reply)}"
             for rcpt, (code, reply) in error.recipients.items()
         )
-        kind = TRANSIENT if any(400 <= c < 500 for c in codes) or QUOTA in text else MESSAGE
-        code = codes[0] if codes else None
-        return SmtpFailure(kind, text, code, hint_for(params, code, text, stage))
+        scopes = [
+            (*reply_scope("rcpt", code, _reply_text(code, reply), params.from_email), code)
+            for code, reply in error.recipients.values()
+        ]
+        # The reply that reaches furthest decides: the account over the message.
+        kind, window, code = min(scopes, key=lambda scope: _REACH.index(scope[0]))
+        return _failure(kind, window, text, code, params, "rcpt")
     if isinstance(error, smtplib.SMTPResponseException):
         code = error.smtp_code
         text = _reply_text(code, error.smtp_error)
-        return SmtpFailure(
-            _reply_kind(error, code, text, stage), text, code, hint_for(params, code, text, stage)
-        )
+        if isinstance(error, smtplib.SMTPSenderRefused):
+            stage = "mail"
+        elif isinstance(error, smtplib.SMTPDataError):
+            stage = "data"
+        kind, window = reply_scope(stage, code, text, params.from_email)
+        return _failure(kind, window, text, code, params, stage)
     if isinstance(error, smtplib.SMTPNotSupportedError):
         # Raised by this module (no AUTH offered) or smtplib: the server lacks a feature.
-        return SmtpFailure(SERVER, str(error), hint=hint_for(params, stage=stage))
+        failure = SmtpFailure(SERVER, str(error), hint=hint_for(params, stage=stage, error=error))
+        failure.server_listens = True
+        return failure
     if isinstance(error, ssl.SSLCertVerificationError):
         return SmtpFailure(
             SERVER,
@@ -414,129 +480,12 @@ def classify(error, stage, params):
     return None
 
 
-def _reply_kind(error, code, text, stage):
-    if 400 <= code < 500 or QUOTA in text:
-        return TRANSIENT
-    if stage != "send":
-        return SERVER  # greeting, EHLO, STARTTLS, AUTH: the server or its settings
-    if isinstance(error, smtplib.SMTPSenderRefused):
-        # A size refusal at MAIL FROM is about this message; anything else about the sender.
-        return MESSAGE if code == 552 or "5.3.4" in text else SERVER
-    return MESSAGE
+_REACH = [SERVER, THROTTLE, TRANSIENT, MESSAGE]
 
 
-def _reply_hint(code, text):
-    """The explanation a server's reply gives away by itself, or ""."""
-    # Microsoft 365 answers 535 too, with its own enhanced codes: test those first.
-    if "5.7.57" in text or "5.7.30" in text or "5.7.139" in text:
-        return _(
-            "Microsoft 365 has basic authentication (password login) for SMTP turned off "
-            "for this mailbox or tenant."
-        )
-    if code == 534 and "5.7.9" in text:
-        return _(
-            "Google asks for an app password: the account uses 2-step verification. Create an "
-            "app password in the Google account and enter it as the password."
-        )
-    if code == 534 and "5.7.14" in text:
-        return _(
-            "Google blocked the sign-in. Sign in to the account once in a web browser, or use "
-            "an app password."
-        )
-    if code == 535 or (code and "5.7.8" in text):
-        return _("The server rejected the username or password.")
-    if code == 530 and "starttls" in text.lower():
-        return _("The server accepts mail only over an encrypted connection: choose STARTTLS.")
-    # Gmail's "5.4.5", IONOS's "Mail send limit exceeded".
-    if "5.4.5" in text or "send limit exceeded" in text.lower():
-        return _(
-            "The sending quota of the account is used up; the server accepts mail again once "
-            "it resets."
-        )
-    return ""
-
-
-_REPLY_CODE = re.compile(r"(?:^|: )([2-5]\d\d)[ -]")
-
-
-def hint_for_reply(text):
-    """The hint for a reply as stored (a message's last error), where the reply alone explains it.
-
-    A stored reply has no connection left to look at, so only the reply's own words count: the
-    port and TLS hints need ``hint_for`` at the moment of failure.
-    """
-    text = text or ""
-    match = _REPLY_CODE.search(text)
-    return _reply_hint(int(match.group(1)) if match else None, text)
-
-
-def _hint_for(params, code=None, text="", stage=None, error=None):
-    """A short explanation where the cause of a failure is known."""
-    port, security = params.port, params.security
-    text = text or ""
-    if params.token_source is not None and stage == "auth" and code and code >= 500:
-        return _oauth_refusal_hint(params, text)
-    if reply_hint := _reply_hint(code, text):
-        return reply_hint
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return _certificate_hint(error)
-    if (
-        stage == "tls"
-        and security == "ssl"
-        and isinstance(error, ssl.SSLError)
-        and error.reason in _NOT_TLS_REASONS
-    ):
-        return _(
-            "The server answered in plain text, so this port does not expect SSL/TLS from "
-            "the start. Choose STARTTLS (usually port 587) or no encryption (port 25)."
-        )
-    if stage == "greeting" and security != "ssl" and error is not None and _is_timeout(error):
-        return _(
-            "The server accepted the connection but sent no greeting. A port that expects "
-            "SSL/TLS from the start (usually 465) behaves like this: choose SSL/TLS."
-        )
-    if port == 465 and security != "ssl":
-        return _("Port 465 usually expects SSL/TLS, not %(security)s.") % {
-            "security": _("STARTTLS") if security == "starttls" else _("no encryption")
-        }
-    if port in (25, 587) and security == "ssl":
-        return _("Port %(port)s usually expects STARTTLS or no encryption, not SSL/TLS.") % {
-            "port": port
-        }
-    return ""
-
-
-# Worded when shown, not when the failure happens: each reader gets the hint in their language
-# (the failure may happen in a worker, or while another editor saves).
-hint_for = lazy(_hint_for, str)
-
-
-def _oauth_refusal_hint(params, text):
-    if "5.7.139" in text or "SmtpClientAuthentication" in text:
-        return _(
-            "SMTP AUTH is turned off for this mailbox or tenant. An Exchange administrator turns "
-            "it on for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false)."
-        )
-    return _(
-        "The server did not accept the OAuth access token for %(user)s. Microsoft 365: the app "
-        "needs the SMTP.SendAsApp permission with admin consent and an Exchange service "
-        "principal with rights on this mailbox. Google: sign in with the account of this "
-        "address."
-    ) % {"user": params.username}
-
-
-def _certificate_hint(error):
-    if error.verify_code == _HOSTNAME_MISMATCH:
-        return _(
-            "The certificate was issued for another host name. Enter the host name it was "
-            "issued for; your mail provider's documentation names it."
-        )
-    if error.verify_code == _EXPIRED:
-        return _("The server's certificate has expired; the mail provider must renew it.")
-    if error.verify_code in _UNTRUSTED:
-        return _(
-            "The certificate is not signed by a trusted certificate authority (self-signed or "
-            "a private CA). Use your provider's official host name, or ask the platform's "
-            "administrator to trust that CA."
-        )
-    return _("The certificate does not match the host name or is not trusted.")
+def _failure(kind, window, text, code, params, stage):
+    failure = SmtpFailure(kind, text, code, hint_for(params, code, text, stage, kind=kind))
+    failure.window = window
+    # The server answered, so it still listens: the session can end with QUIT (not after 421).
+    failure.server_listens = code != 421
+    return failure

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from email.generator import BytesGenerator
@@ -137,7 +138,9 @@ def send_confirmation(smtp_settings, request=None):
     try:
         params = smtp_settings.current_params()
         raw = confirmation_message(smtp_settings, confirmation_link(smtp_settings, token, request))
-        connection = transport.open_connection(params)
+        # A request (save, "send again", "Connect account") waits no longer than this.
+        deadline = time.monotonic() + transport.request_seconds()
+        connection = transport.open_connection(params, deadline=deadline)
         try:
             transport.send(connection, params, params.from_email, [params.from_email], raw)
         finally:

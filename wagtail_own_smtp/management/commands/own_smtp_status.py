@@ -38,7 +38,13 @@ class Command(BaseCommand):
         site_counts = queue_counts()  # one aggregate query for every site's counts
         with_mail = set(site_counts)
         settings_by_site = {s.site_id: s for s in SmtpSettings.objects.all()}
-        last_sent = dict(SiteSendState.objects.values_list("site_id", "last_sent_at"))
+        last_sent, backoffs = {}, {}
+        for site_id, last_sent_at, until, reply in SiteSendState.objects.values_list(
+            "site_id", "last_sent_at", "backoff_until", "backoff_reply"
+        ):
+            last_sent[site_id] = last_sent_at
+            if until and until > now:
+                backoffs[site_id] = (until, reply)
         # Every waiting row only of sites with caps; of the others, their first and latest due.
         capped = [pk for pk, s in settings_by_site.items() if Limits.of(s).windows()]
         waiting = waiting_mail(capped) if capped else {}
@@ -61,6 +67,7 @@ class Command(BaseCommand):
             "platform": _("queued mail waits: the site sends via the platform now"),
             "now": _("now"),
             "bounces": _("bounces in the last 7 days: %(bounced)s of %(sent)s recipients"),
+            "backoff": _("the server asked the site to wait until %(when)s: %(reply)s"),
         }
         modes = {value: str(label) for value, label in DeliveryMode.choices}
         verifications = {value: str(label) for value, label in VerificationStatus.choices}
@@ -74,6 +81,7 @@ class Command(BaseCommand):
                 last_sent.get(site.pk),
                 waiting.get(site.pk, []),
                 times.get(site.pk),
+                backoffs.get(site.pk, (None,))[0],
             )
             verification = verifications.get(
                 smtp_settings.verification_status, smtp_settings.verification_status
@@ -99,6 +107,12 @@ class Command(BaseCommand):
                 "  " + words["next"] % {"when": _when(outlook.next_slot, now, words["now"])},
                 "  " + words["drained"] % {"when": drained},
             ]
+            if site.pk in backoffs:
+                until, reply = backoffs[site.pk]
+                lines.append(
+                    "  "
+                    + words["backoff"] % {"when": _when(until, now, words["now"]), "reply": reply}
+                )
             if smtp_settings.sends_own and not smtp_settings.has_verified_server:
                 lines.append("  " + words["unverified"])
             elif not smtp_settings.sends_own and outlook.counts[MessageStatus.QUEUED]:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_own_smtp', '0002_oauth'),
+        ('wagtail_own_smtp', '0003_site_backoff'),
     ]
 
     operations = [
