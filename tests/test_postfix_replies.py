@@ -16,6 +16,7 @@ from django.utils import timezone
 from tests.conftest import MTA_EDITOR, MTA_SENDER_LOGINS, MTA_SURVEYS, MTA_USERS
 from tests.delivery_helpers import make_site, real_backend, statuses
 from tests.helpers_admin import errors, save_settings, stored
+from wagtail_own_smtp import using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.forecast import site_forecast
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState, SmtpSettings
@@ -46,8 +47,9 @@ def _site_on(postfix, sender=MTA_SURVEYS, security="starttls"):
 
 
 def _wave(count):
-    for i in range(count):
-        EmailMessage(f"Survey {i}", "Please take part.", "x@platform.example", [READER]).send()
+    with using_site(make_site()):  # the default site, which sends through Postfix here
+        for i in range(count):
+            EmailMessage(f"Survey {i}", "Please take part.", "x@platform.example", [READER]).send()
 
 
 def _sessions(postfix, mark):

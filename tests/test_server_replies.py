@@ -18,7 +18,7 @@ from django.utils import timezone
 from tests.conftest import SMTP_USER
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
 from tests.helpers_admin import errors, save_settings, stored
-from wagtail_own_smtp import transport
+from wagtail_own_smtp import transport, using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.forecast import site_forecast
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState, SmtpSettings
@@ -135,8 +135,9 @@ def _answer(server, stage, reply):
 
 
 def _wave(count=WAVE):
-    for i in range(count):
-        EmailMessage(f"Survey {i}", "Body", "x@platform.example", [f"p{i}@ex.org"]).send()
+    with using_site(make_site()):  # the default site, which the tests' server belongs to
+        for i in range(count):
+            EmailMessage(f"Survey {i}", "Body", "x@platform.example", [f"p{i}@ex.org"]).send()
 
 
 @pytest.mark.parametrize(("reply", "stage", "outcome", "hint"), ACCOUNT_REPLIES)

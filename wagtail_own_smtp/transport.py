@@ -72,13 +72,19 @@ class PrivateHostError(ValueError):
     """The host resolves to an address this app refuses to connect to."""
 
 
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
 def _is_refused_address(ip):
+    """True unless ``ip`` is a global unicast address (for IPv6: in 2000::/3 as well)."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if isinstance(ip, ipaddress.IPv6Address) and (ip.sixtofour or ip.teredo):
         # Tunnels to an IPv4 address (6to4, Teredo): no mail server lives there, and the IPv4
         # address inside may be a private one. Python < 3.12 counts 2002::/16 as global.
         return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST_V6:
+        return True  # e.g. site-local fec0::/10, which Python counts as global
     return (
         not ip.is_global
         or ip.is_multicast
