@@ -106,3 +106,21 @@ def test_the_outbox_marks_a_bounced_message_and_its_page_shows_the_diagnostic(ad
     assert "data-own-smtp-bounced" in bounced_row and "data-own-smtp-bounced" not in fine_row
     assert 'data-own-smtp-bounce="gone@example.org"' in page
     assert "550 5.1.1 &lt;script&gt;alert(1)&lt;/script&gt; User unknown" in page
+
+
+def test_the_dashboard_shows_the_bounce_rate_of_a_site_that_reads_bounces(admin_client, site_a):
+    from django.utils import timezone
+
+    from tests.delivery_helpers import own_server
+
+    own_server(site_a, None, bounce_processing=True)
+    bounced(site_a, "gone@example.org")
+    stored(site_a, "Fine", to=("fine@example.org",), status="sent")
+    from wagtail_own_smtp.models import OutboundMessage
+
+    OutboundMessage.objects.filter(site=site_a).update(sent_at=timezone.now())
+
+    html = admin_client.get("/admin/").content.decode()
+
+    cell = html[html.index("data-own-smtp-bounce-rate") :]
+    assert "1 of 2" in cell[: cell.index("</td>")]

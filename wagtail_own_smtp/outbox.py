@@ -36,6 +36,7 @@ from wagtail.models import Site
 
 from . import dispatch, forecast, hints, timeline
 from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
+from .bounces import bounce_rate
 from .tasks import dispatch_after_commit
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
@@ -577,8 +578,14 @@ class OutboxPanel(Component):
     def get_context_data(self, parent_context):
         in_use = forecast.sites_in_use(outbox_sites(self.request.user))
         shown = list(in_use[: FORECAST_SITES + 1])
+        items = forecast.forecasts(shown[:FORECAST_SITES])
+        for item in items:
+            # (bounced, sent) recipients of the last 7 days, for the sites that read bounces
+            reads = item.settings is not None and item.settings.bounce_processing
+            item.bounces = bounce_rate(item.site.pk) if reads else None
         return {
-            "forecasts": forecast.forecasts(shown[:FORECAST_SITES]),
+            "forecasts": items,
+            "reads_bounces": any(item.bounces is not None for item in items),
             "more_sites": len(shown) > FORECAST_SITES,
             "outbox_url": reverse("wagtail_own_smtp_admin:outbox"),
             # Wagtail's settings URL without a site opens the setting of the current site.
