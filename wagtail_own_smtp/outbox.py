@@ -35,8 +35,8 @@ from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
 from . import dispatch, forecast, hints, timeline
-from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
 from .bounces import bounce_rate
+from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
 from .tasks import dispatch_after_commit
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
