@@ -46,7 +46,9 @@ def confirmed(client, site, identity_provider, smtp_server, imap, method):
     return smtp_settings
 
 
-@pytest.mark.parametrize("method", [AuthMethod.MICROSOFT_APP, AuthMethod.MICROSOFT])
+@pytest.mark.parametrize(
+    "method", [AuthMethod.MICROSOFT_APP, AuthMethod.MICROSOFT, AuthMethod.GOOGLE]
+)
 def test_the_mailbox_is_read_with_the_token_of_the_smtp_login(
     client, site, certificates, identity_provider, xoauth2_server, method
 ):
