@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MICROSOFT_APP_SCOPE = "https://outlook.office365.com/.default"
 MICROSOFT_SMTP_SCOPE = "https://outlook.office.com/SMTP.Send"
+MICROSOFT_IMAP_SCOPE = "https://outlook.office.com/IMAP.AccessAsUser.All"
 GOOGLE_SMTP_SCOPE = "https://mail.google.com/"
 CODE_LIFETIME = 600  # seconds an authorization code stays redeemable
 MULTI_TENANT = {"common", "organizations", "consumers"}
@@ -53,17 +54,21 @@ class AccessToken:
     mailboxes: set | None = None  # app tokens: as for Client.mailboxes
     revoked: bool = False
 
-    def valid_for(self, user, now=None):
-        """Whether the SMTP server accepts this token for a login as ``user``."""
+    def valid_for(self, user, now=None, service="smtp"):
+        """Whether the SMTP (or IMAP) server accepts this token for a login as ``user``."""
         now = time.time() if now is None else now
         if self.revoked or now >= self.expires_at:
             return False
         scopes = self.scope.split()
-        if self.user is None:  # client credentials: SMTP.SendAsApp through the .default scope
+        # client credentials: SMTP.SendAsApp (IMAP.AccessAsApp) through the .default scope
+        if self.user is None:
             if MICROSOFT_APP_SCOPE not in scopes:
                 return False
             return self.mailboxes is None or user.lower() in self.mailboxes
-        wanted = GOOGLE_SMTP_SCOPE if self.provider == "google" else MICROSOFT_SMTP_SCOPE
+        if self.provider == "google":
+            wanted = GOOGLE_SMTP_SCOPE  # covers IMAP as well
+        else:
+            wanted = MICROSOFT_IMAP_SCOPE if service == "imap" else MICROSOFT_SMTP_SCOPE
         return wanted in scopes and user.lower() == self.user.lower()
 
 
@@ -222,10 +227,11 @@ class LocalIdentityProvider:
         with self._lock:
             return self.access_tokens.get(token)
 
-    def bearer_valid(self, user, token):
-        """True when ``token`` is a live access token that may send as ``user``."""
+    def bearer_valid(self, user, token, service="smtp"):
+        """True when ``token`` is a live access token that may send as (or, ``service="imap"``,
+        read the mailbox of) ``user``."""
         record = self.token_info(token)
-        return record is not None and record.valid_for(user)
+        return record is not None and record.valid_for(user, service=service)
 
     def issued_secrets(self):
         """Every access and refresh token issued so far (for scanning logs and the database)."""

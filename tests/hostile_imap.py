@@ -1,11 +1,14 @@
 """An IMAP server on loopback that answers as a hostile mailbox owner chooses (implicit TLS).
 
 It speaks just enough IMAP4rev1 for the client in ``wagtail_own_smtp.mailbox`` (greeting,
-AUTHENTICATE PLAIN, CAPABILITY, SELECT, UID SEARCH/FETCH/STORE/MOVE, LOGOUT) and can drip its
-greeting, announce a message smaller than the literal it sends, send a literal without end, or
-number its messages anew (UIDVALIDITY). It records every command it received.
+AUTHENTICATE PLAIN or XOAUTH2, CAPABILITY, SELECT/EXAMINE, UID SEARCH/FETCH/STORE/MOVE, LOGOUT)
+and can drip its greeting, announce a message smaller than the literal it sends, send a literal
+without end, or number its messages anew (UIDVALIDITY). It records every command it received,
+and the tokens of XOAUTH2 logins.
 """
 
+import base64
+import json
 import re
 import socket
 import ssl
@@ -24,6 +27,8 @@ class HostileImap:
         lie_about_size=(),
         endless_literal=(),
         flood_untagged=False,
+        accepts_bearer=None,
+        echo_refused_token=False,
     ):
         self.certificates = certificates
         self.messages = dict(messages)  # uid -> raw bytes
@@ -32,6 +37,10 @@ class HostileImap:
         self.lie_about_size = set(lie_about_size)  # uids announced as 100 bytes
         self.endless_literal = set(endless_literal)  # uids whose literal never ends
         self.flood_untagged = flood_untagged
+        # accepts_bearer(user, token) -> bool: AUTH=XOAUTH2 offered instead of PLAIN
+        self.accepts_bearer = accepts_bearer
+        self.xoauth2_logins = []  # (user, token, accepted)
+        self.echo_refused_token = echo_refused_token  # quoted back in the NO
         self.commands = []
         self.flags = {}  # uid -> flags stored
         self.moved = []
@@ -74,7 +83,7 @@ class HostileImap:
         sock.sendall(data if isinstance(data, bytes) else data.encode())
 
     def _talk(self, sock, reader):
-        greeting = b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hostile ready\r\n"
+        greeting = f"* OK [CAPABILITY IMAP4rev1 {self._auth}] hostile ready\r\n".encode()
         if self.drip_greeting:
             for byte in greeting * 100:
                 if self._stopping:
@@ -90,15 +99,23 @@ class HostileImap:
             self.commands.append(command)
             self._answer(sock, reader, tag, command)
 
+    @property
+    def _auth(self):
+        return "AUTH=PLAIN" if self.accepts_bearer is None else "AUTH=XOAUTH2"
+
     def _answer(self, sock, reader, tag, command):
         verb = command.split(" ")[0].upper()
-        if verb == "AUTHENTICATE":
+        if verb == "AUTHENTICATE" and self.accepts_bearer is not None:
+            self._xoauth2(sock, reader, tag, command)
+        elif verb == "AUTHENTICATE":
             self._send(sock, "+ \r\n")
             reader.readline()
             self._send(sock, f"{tag} OK logged in\r\n")
         elif verb == "CAPABILITY":
-            self._send(sock, f"* CAPABILITY IMAP4rev1 AUTH=PLAIN MOVE UIDPLUS\r\n{tag} OK done\r\n")
-        elif verb == "SELECT":
+            self._send(
+                sock, f"* CAPABILITY IMAP4rev1 {self._auth} MOVE UIDPLUS\r\n{tag} OK done\r\n"
+            )
+        elif verb in ("SELECT", "EXAMINE"):
             if self.flood_untagged:
                 while not self._stopping:
                     self._send(sock, "* OK " + "x" * 1000 + "\r\n")
@@ -113,6 +130,27 @@ class HostileImap:
             self._send(sock, f"* BYE bye\r\n{tag} OK done\r\n")
         else:
             self._send(sock, f"{tag} BAD unknown\r\n")
+
+    def _xoauth2(self, sock, reader, tag, command):
+        """As Exchange Online and Gmail: a refused token gets a challenge with a JSON error,
+        the client answers with an empty line, then NO."""
+        if command.split(" ")[1:] != ["XOAUTH2"]:
+            self._send(sock, f"{tag} NO [AUTHENTICATIONFAILED] mechanism not offered\r\n")
+            return
+        self._send(sock, "+ \r\n")
+        fields = base64.b64decode(reader.readline().strip()).decode().split("\x01")
+        values = dict(field.partition("=")[::2] for field in fields if field)
+        user, token = values.get("user", ""), values.get("auth", "").removeprefix("Bearer ")
+        accepted = bool(user) and self.accepts_bearer(user, token)
+        self.xoauth2_logins.append((user, token, accepted))
+        if accepted:
+            self._send(sock, f"{tag} OK logged in\r\n")
+            return
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "imap"})
+        self._send(sock, f"+ {base64.b64encode(error.encode()).decode()}\r\n")
+        reader.readline()  # the client's empty line
+        echo = f" ({token})" if self.echo_refused_token else ""
+        self._send(sock, f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials{echo}\r\n")
 
     def _uid(self, sock, tag, command):
         _uid, sub, rest = command.split(" ", 2)

@@ -22,7 +22,7 @@ from wagtail.log_actions import log
 
 from . import bounces, crypto
 from .mailbox import MailboxFailure
-from .models import AuthMethod, Bounce, BounceKind, SmtpSettings, Suppression
+from .models import Bounce, BounceKind, SmtpSettings, Suppression
 from .outbox import _site_for_change, local_datetime, outbox_sites, settings_permission_policy
 
 LIFT_ACTION = "wagtail_own_smtp.lift_suppression"
@@ -225,8 +225,8 @@ def test_mailbox(request, site_pk):
     settings_url = reverse(
         "wagtailsettings:edit", args=["wagtail_own_smtp", "smtpsettings", site.pk]
     )
-    if not smtp_settings.imap_host or smtp_settings.auth_method != AuthMethod.PASSWORD:
-        messages.error(request, _("Enter the IMAP host, use the password login, and save first."))
+    if not smtp_settings.imap_host:
+        messages.error(request, _("Enter the IMAP host and save first."))
         return redirect(settings_url)
     try:
         count = bounces.test_mailbox(smtp_settings)

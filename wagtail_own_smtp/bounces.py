@@ -19,10 +19,10 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from . import conf, crypto, signals
+from . import conf, crypto, oauth, signals
 from .bounce_reports import COMPLAINT, HARD, SOFT, read_report
 from .mailbox import Mailbox, MailboxFailure, MailboxParams
-from .models import Bounce, MailboxState, OutboundMessage, SmtpSettings, Suppression
+from .models import AuthMethod, Bounce, MailboxState, OutboundMessage, SmtpSettings, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -63,22 +63,30 @@ class Reading:
 
 
 def mailbox_params(smtp_settings, verified=True):
-    """The site's mailbox, opened with the SMTP login (password logins only): the verified one
-    for reading, the saved one for the editor's "Test the mailbox"."""
+    """The site's mailbox, opened with the SMTP login: the password, or an access token of the
+    same OAuth login (XOAUTH2). The verified login for reading, the saved one for the editor's
+    "Test the mailbox"."""
     if verified:
         username = smtp_settings.verified_username or smtp_settings.verified_from_email
         secret = smtp_settings.verified_password_ciphertext
+        method = smtp_settings.verified_auth_method
     else:
         username = smtp_settings.username or smtp_settings.from_email
         secret = smtp_settings.password_ciphertext
+        method = smtp_settings.auth_method
+    if method == AuthMethod.PASSWORD:
+        password, token_source = crypto.decrypt(secret), None
+    else:
+        password, token_source = "", oauth.TokenSource(smtp_settings, verified=verified)
     return MailboxParams(
         host=smtp_settings.imap_host,
         port=smtp_settings.imap_port,
         security=smtp_settings.imap_security,
         username=username,
-        password=crypto.decrypt(secret),
+        password=password,
         folder=smtp_settings.imap_folder or "INBOX",
         move_to=smtp_settings.imap_move_to,
+        token_source=token_source,
     )
 
 
@@ -103,10 +111,10 @@ def bounce_rate(site_id, days=7):
 
 
 def readable_settings():
-    """Sites whose sender mailbox is read: bounce processing on, a verified password login."""
-    return SmtpSettings.objects.filter(
-        bounce_processing=True, verified_at__isnull=False, verified_auth_method="password"
-    ).exclude(imap_host="")
+    """Sites whose sender mailbox is read: bounce processing on, a verified login."""
+    return SmtpSettings.objects.filter(bounce_processing=True, verified_at__isnull=False).exclude(
+        imap_host=""
+    )
 
 
 def read_all():

@@ -326,7 +326,7 @@ class SmtpSettingsForm(MailboxFieldsMixin, WagtailAdminModelForm):
                 )
         else:
             self._clean_oauth(cleaned, method)
-        self.clean_mailbox(cleaned, method)
+        self.clean_mailbox(cleaned)
         return cleaned
 
     def _clean_app_fields(self, cleaned, method):

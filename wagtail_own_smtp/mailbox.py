@@ -41,6 +41,8 @@ class MailboxParams:
     password: str = field(default="", repr=False)
     folder: str = "INBOX"
     move_to: str = ""  # where recognised reports go; "" flags them as seen instead
+    # An OAuth login (``oauth.TokenSource``): AUTHENTICATE XOAUTH2 instead of the password.
+    token_source: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -175,10 +177,19 @@ class Mailbox:
         except (imaplib.IMAP4.error, OSError) as error:
             self.close()
             raise _failure(error) from None
+        except transport.SmtpFailure as failure:
+            # The sign-in service refused or could not be reached; its words, never a token.
+            self.close()
+            raise MailboxFailure(failure.text, failure.hint) from None
+        except BaseException:
+            self.close()
+            raise
 
     def _login(self):
         connection, params = self.connection, self.params
-        if "AUTH=PLAIN" in connection.capabilities:
+        if params.token_source is not None:
+            self._login_xoauth2()
+        elif "AUTH=PLAIN" in connection.capabilities:
             # AUTHENTICATE PLAIN carries UTF-8; LOGIN takes only ASCII passwords.
             secret = f"\0{params.username}\0{params.password}".encode()
             connection.authenticate("PLAIN", lambda _challenge: secret)
@@ -194,6 +205,34 @@ class Mailbox:
         # Servers announce MOVE and UIDPLUS only to a logged-in client.
         _status, data = connection.capability()
         self.capabilities = set((data[-1] or b"").decode("ascii", "replace").upper().split())
+
+    def _login_xoauth2(self):
+        """AUTHENTICATE XOAUTH2; a cached token the server refuses is renewed once (as for SMTP,
+        ``transport.login_xoauth2``). A refusal's text never holds the token."""
+        if "AUTH=XOAUTH2" not in self.connection.capabilities:
+            raise MailboxFailure(_("The mailbox server does not offer OAuth login (XOAUTH2)."))
+        source = self.params.token_source
+        try:
+            self._xoauth2(source())
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:
+            if not getattr(source, "was_cached", False):
+                raise
+            self._xoauth2(source(refresh=True))
+
+    def _xoauth2(self, token):
+        sasl = f"user={self.params.username}\x01auth=Bearer {token}\x01\x01".encode()
+        answers = iter([sasl])
+        # The wait for the sign-in service does not count against the mailbox's deadline.
+        self.connection.step()
+        try:
+            # A refusal comes as a challenge (base64 JSON): the empty answer gets the final NO.
+            self.connection.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
+        except imaplib.IMAP4.error as error:
+            if token and token in str(error):  # a server echoing the token back
+                raise type(error)(str(error).replace(token, "…")) from None
+            raise
 
     def count(self):
         """How many messages the folder holds, opened read-only (EXAMINE)."""

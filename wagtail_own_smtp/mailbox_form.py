@@ -56,21 +56,14 @@ class MailboxFieldsMixin:
             )
         return folder
 
-    def clean_mailbox(self, cleaned, method):
-        """Reading bounces needs the mailbox's host and the password login."""
+    def clean_mailbox(self, cleaned):
+        """Reading bounces needs the mailbox's host; the SMTP login (password or OAuth) opens it."""
         if not cleaned.get("bounce_processing"):
             return
         if not cleaned.get("imap_host") and "imap_host" not in self.errors:
             self.add_error(
                 "imap_host",
                 forms.ValidationError(_("Required to read bounces."), code="required"),
-            )
-        if method != "password":
-            self.add_error(
-                "bounce_processing",
-                forms.ValidationError(
-                    _("Reading bounces needs the password login for now."), code="login"
-                ),
             )
         host = cleaned.get("imap_host")
         if host and "imap_host" in self.changed_data and "imap_host" not in self.errors:

@@ -30,7 +30,10 @@ DEFAULT_PROVIDERS = {
         "TOKEN_URL": "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
         # Work and school accounts of any tenant; an editor's tenant ID narrows it.
         "TENANT": "organizations",
-        "SCOPE": "https://outlook.office.com/SMTP.Send offline_access",
+        "SCOPE": (
+            "https://outlook.office.com/SMTP.Send https://outlook.office.com/IMAP.AccessAsUser.All "
+            "offline_access"
+        ),
         "APP_SCOPE": "https://outlook.office365.com/.default",
         "AUTHORIZE_PARAMS": {"prompt": "select_account"},
     },
