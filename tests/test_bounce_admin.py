@@ -124,3 +124,26 @@ def test_the_dashboard_shows_the_bounce_rate_of_a_site_that_reads_bounces(admin_
 
     cell = html[html.index("data-own-smtp-bounce-rate") :]
     assert "1 of 2" in cell[: cell.index("</td>")]
+
+
+@pytest.mark.parametrize(
+    "fields, field, words",
+    [
+        ({"imap_host": ""}, "imap_host", "Required to read bounces."),
+        ({"imap_host": "not a host!"}, "imap_host", "Enter a host name such as imap.example.org"),
+        ({"imap_folder": "Gelöschte Elemente"}, "imap_folder", "plain ASCII letters"),
+        ({"imap_move_to": "Bounces\x07"}, "imap_move_to", "plain ASCII letters"),
+    ],
+)
+def test_the_mailbox_fields_get_a_clear_error_next_to_them(
+    admin_client, site_a, fields, field, words
+):
+    from tests.helpers_admin import save_settings
+
+    data = {"bounce_processing": "on", "imap_host": "localhost", **fields}
+    html = save_settings(
+        admin_client, site_a, None, delivery_mode="platform", **data
+    ).content.decode()
+
+    block = html[html.index(f'data-contentpath="{field}"') :]
+    assert words in block[: block.index("</section>") if "</section>" in block else 3000]

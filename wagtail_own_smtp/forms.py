@@ -226,16 +226,19 @@ class SmtpSettingsForm(MailboxFieldsMixin, WagtailAdminModelForm):
                 self.fields[name].help_text = text
 
     def clean_host(self):
-        host = self.cleaned_data.get("host", "")
+        return self._host_field(
+            "host", _("Enter a host name such as smtp.example.org, or an IP address.")
+        )
+
+    def _host_field(self, name, invalid):
+        """The host name in field ``name``, normalised; ``invalid`` is the error for a bad one."""
+        host = self.cleaned_data.get(name, "")
         if not host:
             return ""
         try:
             return normalize_host(host)
         except ValueError:
-            raise forms.ValidationError(
-                _("Enter a host name such as smtp.example.org, or an IP address."),
-                code="invalid_host",
-            ) from None
+            raise forms.ValidationError(invalid, code="invalid_host") from None
 
     def clean_port(self):
         port = self.cleaned_data.get("port")
@@ -402,14 +405,14 @@ class SmtpSettingsForm(MailboxFieldsMixin, WagtailAdminModelForm):
                 ),
             )
 
-    def _check_address(self, host, port):
+    def _check_address(self, host, port, field="host"):
         try:
             transport.resolve(host, port)
         except transport.PrivateHostError as error:
-            self.add_error("host", forms.ValidationError(str(error), code="private_host"))
+            self.add_error(field, forms.ValidationError(str(error), code="private_host"))
         except (OSError, UnicodeError, ValueError, OverflowError):
             self.add_error(
-                "host",
+                field,
                 forms.ValidationError(
                     _("The host name could not be resolved."), code="unresolvable_host"
                 ),

@@ -3,13 +3,10 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from . import transport
-
-MAILBOX_FIELDS = ("imap_host", "imap_port", "imap_security", "imap_folder", "imap_move_to")
-
 
 class MailboxFieldsMixin:
-    """For ``SmtpSettingsForm``: IMAP host, port and folders, checked like the SMTP host.
+    """For ``SmtpSettingsForm`` (its ``_host_field`` and ``_check_address``): IMAP host, port
+    and folders, checked like the SMTP host.
 
     Only the host is needed, and only when bounces are read: the others have defaults.
     """
@@ -27,18 +24,9 @@ class MailboxFieldsMixin:
         return self.cleaned_data.get("imap_security") or "ssl"
 
     def clean_imap_host(self):
-        from .forms import normalize_host  # forms builds on this mixin
-
-        host = self.cleaned_data.get("imap_host", "")
-        if not host:
-            return ""
-        try:
-            return normalize_host(host)
-        except ValueError:
-            raise forms.ValidationError(
-                _("Enter a host name such as imap.example.org, or an IP address."),
-                code="invalid_host",
-            ) from None
+        return self._host_field(
+            "imap_host", _("Enter a host name such as imap.example.org, or an IP address.")
+        )
 
     def clean_imap_folder(self):
         return self._folder("imap_folder") or "INBOX"
@@ -67,14 +55,4 @@ class MailboxFieldsMixin:
             )
         host = cleaned.get("imap_host")
         if host and "imap_host" in self.changed_data and "imap_host" not in self.errors:
-            try:
-                transport.resolve(host, cleaned.get("imap_port") or 993)
-            except transport.PrivateHostError as error:
-                self.add_error("imap_host", forms.ValidationError(str(error), code="private_host"))
-            except (OSError, UnicodeError, ValueError, OverflowError):
-                self.add_error(
-                    "imap_host",
-                    forms.ValidationError(
-                        _("The host name could not be resolved."), code="unresolvable_host"
-                    ),
-                )
+            self._check_address(host, cleaned.get("imap_port") or 993, field="imap_host")
