@@ -65,6 +65,7 @@ class SuppressionFilterSet(_SiteAndKindFilterSet):
 class _PerSiteReport(ReportView):
     header_icon = "warning"
     is_searchable = True
+    search_field = ""  # the one column searched
     paginate_by = 50
     permission_required = "change"
 
@@ -75,6 +76,11 @@ class _PerSiteReport(ReportView):
     def get_base_queryset(self):
         return visible(self.model.objects.select_related("site"), self.request.user)
 
+    def search_queryset(self, queryset):
+        if not self.is_searching:
+            return queryset
+        return queryset.filter(**{f"{self.search_field}__icontains": self.search_query})
+
 
 class BouncesView(_PerSiteReport):
     page_title = gettext_lazy("Bounces")
@@ -82,7 +88,7 @@ class BouncesView(_PerSiteReport):
     index_results_url_name = "wagtail_own_smtp_admin:bounces_results"
     model = Bounce
     filterset_class = BounceFilterSet
-    search_fields = ["recipient", "diagnostic"]
+    search_field = "recipient"
     default_ordering = "-received_at"
     columns = [
         TitleColumn(
@@ -102,11 +108,6 @@ class BouncesView(_PerSiteReport):
         ),
     ]
 
-    def search_queryset(self, queryset):
-        if not self.is_searching:
-            return queryset
-        return queryset.filter(recipient__icontains=self.search_query)
-
 
 class SuppressionsView(_PerSiteReport):
     page_title = gettext_lazy("Suppressed addresses")
@@ -114,7 +115,7 @@ class SuppressionsView(_PerSiteReport):
     index_results_url_name = "wagtail_own_smtp_admin:suppressions_results"
     model = Suppression
     filterset_class = SuppressionFilterSet
-    search_fields = ["address"]
+    search_field = "address"
     default_ordering = "-since"
     columns = [
         TitleColumn(
@@ -131,11 +132,6 @@ class SuppressionsView(_PerSiteReport):
             sort_key="since",
         ),
     ]
-
-    def search_queryset(self, queryset):
-        if not self.is_searching:
-            return queryset
-        return queryset.filter(address__icontains=self.search_query.lower())
 
 
 class _OneRow(WagtailAdminTemplateMixin, TemplateView):

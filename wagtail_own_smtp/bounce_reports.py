@@ -27,12 +27,13 @@ from dataclasses import dataclass
 
 from flufl.bounce import all_failures
 
+from .smtp_client import clean_reply
+
 HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
 
 MAX_DIAGNOSTIC = 1000  # characters of a remote server's words kept per recipient
 MAX_PARTS = 50  # a report has three parts; a bomb of nested parts is not read further
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _FAILED_ACTIONS = {"failed", ""}  # an absent Action in a DSN means it failed (RFC 3464 2.3.3)
 
 
@@ -256,6 +257,6 @@ def _status_code(text):
 
 
 def clean(text):
-    """A remote server's words as they may be stored and shown: one line, no controls, bounded."""
-    text = _CONTROLS.sub("", str(text).replace("\r", " ").replace("\n", " "))
-    return " ".join(text.split())[:MAX_DIAGNOSTIC]
+    """A remote server's words as they may be stored and shown: cleaned like any server reply
+    (``smtp_client.clean_reply``), on one line, bounded."""
+    return " ".join(clean_reply(str(text), limit=4 * MAX_DIAGNOSTIC).split())[:MAX_DIAGNOSTIC]

@@ -22,7 +22,15 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from . import conf, crypto, oauth, signals
 from .bounce_reports import COMPLAINT, HARD, SOFT, read_report
 from .mailbox import Mailbox, MailboxFailure, MailboxParams
-from .models import AuthMethod, Bounce, MailboxState, OutboundMessage, SmtpSettings, Suppression
+from .models import (
+    AuthMethod,
+    Bounce,
+    MailboxState,
+    MessageStatus,
+    OutboundMessage,
+    SmtpSettings,
+    Suppression,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +107,9 @@ def test_mailbox(smtp_settings):
 def bounce_rate(site_id, days=7):
     """(bounced recipients, sent recipients) of the site's messages sent in the last ``days``."""
     since = timezone.now() - timedelta(days=days)
-    sent = OutboundMessage.objects.filter(site_id=site_id, status="sent", sent_at__gte=since)
+    sent = OutboundMessage.objects.filter(
+        site_id=site_id, status=MessageStatus.SENT, sent_at__gte=since
+    )
     recipients = sent.aggregate(total=Sum("recipient_count"))["total"] or 0
     bounced = (
         Bounce.objects.filter(site_id=site_id, message__in=sent)

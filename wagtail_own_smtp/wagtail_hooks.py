@@ -57,37 +57,30 @@ def register_admin_urls():
     ]
 
 
+def _report_item(label, url_name, icon_name, order):
+    """A Reports menu item of the app, shown to users who may change a site's SMTP setting."""
+    return outbox.OutboxMenuItem(
+        label,
+        reverse(f"wagtail_own_smtp_admin:{url_name}"),
+        name=f"own-smtp-{url_name}",
+        icon_name=icon_name,
+        order=order,
+    )
+
+
 @hooks.register("register_reports_menu_item")
 def register_outbox_menu_item():
-    return outbox.OutboxMenuItem(
-        _("Outbox"),
-        reverse("wagtail_own_smtp_admin:outbox"),
-        name="own-smtp-outbox",
-        icon_name="mail",
-        order=1000,
-    )
+    return _report_item(_("Outbox"), "outbox", "mail", 1000)
 
 
 @hooks.register("register_reports_menu_item")
 def register_bounces_menu_item():
-    return outbox.OutboxMenuItem(
-        _("Bounces"),
-        reverse("wagtail_own_smtp_admin:bounces"),
-        name="own-smtp-bounces",
-        icon_name="warning",
-        order=1001,
-    )
+    return _report_item(_("Bounces"), "bounces", "warning", 1001)
 
 
 @hooks.register("register_reports_menu_item")
 def register_suppressions_menu_item():
-    return outbox.OutboxMenuItem(
-        _("Suppressed addresses"),
-        reverse("wagtail_own_smtp_admin:suppressions"),
-        name="own-smtp-suppressions",
-        icon_name="cross",
-        order=1002,
-    )
+    return _report_item(_("Suppressed addresses"), "suppressions", "cross", 1002)
 
 
 @hooks.register("register_log_actions")
