@@ -31,6 +31,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf
+from .exceptions import MessageTooLarge
 from .middleware import current_site
 
 # Connection options Django's get_connection() may pass (Wagtail's mail helper passes
@@ -49,10 +50,6 @@ _CONNECTION_OPTIONS = (
 )
 
 _HAS_MAILERS = django.VERSION >= (6, 1)
-
-
-class MessageTooLarge(ValueError):
-    """A message is larger than ``WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE``; nothing was queued."""
 
 
 def raw_message(message):

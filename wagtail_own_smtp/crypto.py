@@ -6,18 +6,11 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.utils.translation import gettext as _
 
 from . import conf
+from .exceptions import UndecryptablePassword
 
 _HKDF_INFO = b"wagtail-own-smtp password encryption v1"
-
-
-class UndecryptablePassword(Exception):
-    """No configured key decrypts the stored password (a key was removed or SECRET_KEY changed)."""
-
-    def __init__(self):
-        super().__init__(_("The stored SMTP password cannot be decrypted with any configured key."))
 
 
 def derive_key(secret: str) -> bytes:

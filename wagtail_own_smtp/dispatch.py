@@ -41,6 +41,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import backoff, bounces, conf, crypto, limits, signals, smtp_client, transport
+from .choices import WAITING
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -1094,9 +1095,6 @@ class Outlook:
     never_fits: bool = False
 
 
-_WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
-
-
 def queue_counts(site_ids=None):
     """``{site_id: {status: count}}`` in one aggregate query (every status present, 0 or more)."""
     rows = OutboundMessage.objects.all()
@@ -1116,7 +1114,7 @@ _UNREAD = object()
 
 def waiting_mail(site_ids=None):
     """``{site_id: [(recipient_count, next_attempt_at), ...]}`` of waiting mail in sending order."""
-    rows = OutboundMessage.objects.filter(status__in=_WAITING)
+    rows = OutboundMessage.objects.filter(status__in=WAITING)
     if site_ids is not None:
         rows = rows.filter(site_id__in=list(site_ids))
     waiting = {}
@@ -1133,7 +1131,7 @@ def waiting_times(site_ids=None):
     All a site without caps needs for its forecast, in one aggregate query over the index
     (site, status, next_attempt_at), instead of every waiting row.
     """
-    rows = OutboundMessage.objects.filter(status__in=_WAITING)
+    rows = OutboundMessage.objects.filter(status__in=WAITING)
     if site_ids is not None:
         rows = rows.filter(site_id__in=list(site_ids))
     return {
@@ -1167,7 +1165,7 @@ def site_outlook(
     if counts is None:
         counts = queue_counts([site_id]).get(site_id)
     counts = counts or dict.fromkeys(MessageStatus.values, 0)
-    waiting_count = sum(counts[status] for status in _WAITING)
+    waiting_count = sum(counts[status] for status in WAITING)
     if not waiting_count:
         return Outlook(counts, None, None)
     site_limits = limits.Limits.of(smtp_settings)

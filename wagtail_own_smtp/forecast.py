@@ -13,10 +13,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from . import limits
+from .choices import WAITING
 from .dispatch import queue_counts, site_outlook, waiting_times
-from .models import DeliveryMode, MessageStatus, OutboundMessage, SiteSendState, SmtpSettings
-
-WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
+from .models import DeliveryMode, OutboundMessage, SiteSendState, SmtpSettings
 
 
 def number(value):

@@ -17,19 +17,11 @@ from django.utils.translation import gettext as _
 
 from . import conf, transport
 from .bounce_reports import clean
+from .exceptions import MailboxFailure
 
 MAX_LINE = 64 * 1024  # one response line; a literal announces its size instead
 MAX_RESPONSE = 4 * 1024 * 1024  # all one command receives besides the message it fetches
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
-
-
-class MailboxFailure(Exception):
-    """The mailbox cannot be read now, in words an editor can act on. Never holds the password."""
-
-    def __init__(self, text, hint=""):
-        super().__init__(text)
-        self.text = text
-        self.hint = hint
 
 
 @dataclass(frozen=True)

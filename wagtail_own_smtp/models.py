@@ -7,53 +7,26 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
 from . import crypto, transport
+from .choices import (
+    SIGN_IN_METHODS,
+    AuthMethod,
+    BounceKind,
+    DeliveryMode,
+    MailboxSecurity,
+    MessageStatus,
+    Security,
+    VerificationStatus,
+)
 from .forms import SmtpSettingsForm
 from .panels import settings_panels
 
 MAX_PER_HOUR = 1_000_000
 MAX_PER_DAY = 10_000_000
 MAX_INTERVAL_SECONDS = 86_400
-
-
-class DeliveryMode(models.TextChoices):
-    PLATFORM = "platform", _("Send via the platform's mail service")
-    OWN = "own", _("Send exclusively via own mail server")
-
-
-class Security(models.TextChoices):
-    # A context of our own: Wagtail translates the bare word differently, and its catalogue wins
-    # when the app comes after it in INSTALLED_APPS (as the README wires it).
-    NONE = "none", pgettext_lazy("own smtp encryption", "None")
-    STARTTLS = "starttls", _("STARTTLS")
-    SSL = "ssl", _("SSL/TLS")
-
-
-class AuthMethod(models.TextChoices):
-    PASSWORD = "password", _("Password")
-    MICROSOFT_APP = "microsoft_app", _("Microsoft 365: app registration (OAuth)")
-    MICROSOFT = "microsoft", _("Microsoft 365: sign in (OAuth)")
-    GOOGLE = "google", _("Google Workspace / Gmail: sign in (OAuth)")
-
-
-# Methods whose secret is a refresh token the editor gets by signing in ("Connect account").
-SIGN_IN_METHODS = (AuthMethod.MICROSOFT, AuthMethod.GOOGLE)
-
-
-class MailboxSecurity(models.TextChoices):
-    SSL = "ssl", _("SSL/TLS")
-    STARTTLS = "starttls", _("STARTTLS")
-
-
-class VerificationStatus(models.TextChoices):
-    UNVERIFIED = "unverified", _("Not verified")
-    PENDING = "pending", _("Waiting for confirmation")
-    VERIFIED = "verified", _("Verified")
-    FAILED = "failed", _("Failed")
 
 
 def stored_hint(hint):
@@ -347,15 +320,6 @@ class SmtpSettings(BaseSiteSetting):
         return self.delivery_mode == DeliveryMode.OWN
 
 
-class MessageStatus(models.TextChoices):
-    QUEUED = "queued", pgettext_lazy("own smtp message status", "Queued")
-    SENDING = "sending", _("Sending")
-    SENT = "sent", _("Sent")
-    DEFERRED = "deferred", _("Deferred")
-    FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", pgettext_lazy("own smtp message status", "Cancelled")
-
-
 class OutboundMessage(models.Model):
     """One message in a site's outbox: the raw RFC 5322 bytes and the envelope, never a pickle."""
 
@@ -442,12 +406,6 @@ class AccessToken(models.Model):
 
     def __str__(self):
         return f"access token of site {self.site_id} until {self.expires_at}"
-
-
-class BounceKind(models.TextChoices):
-    HARD = "hard", _("Hard bounce")
-    SOFT = "soft", _("Soft bounce")
-    COMPLAINT = "complaint", _("Complaint")
 
 
 class MailboxState(models.Model):

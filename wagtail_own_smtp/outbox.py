@@ -36,6 +36,7 @@ from wagtail.models import Site
 
 from . import dispatch, forecast, hints, timeline
 from .bounces import bounce_rate
+from .choices import WAITING
 from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
 from .tasks import dispatch_after_commit
 
@@ -321,7 +322,7 @@ class OutboxView(ReportView):
         if self.is_export:
             return object_list
         shown = list(object_list)  # the page's rows, read once; the table renders these
-        waiting = {message.site_id for message in shown if message.status in timeline.WAITING}
+        waiting = {message.site_id for message in shown if message.status in WAITING}
         expected = timeline.expected_times(waiting)
         for message in shown:
             message.expected_at = expected.get(message.pk)
@@ -428,7 +429,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         message = self.message
         expected_at = None
-        if message.status in timeline.WAITING:
+        if message.status in WAITING:
             expected_at = timeline.expected_times([message.site_id]).get(message.pk)
         context.update(
             message=message,

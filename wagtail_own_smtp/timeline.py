@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from . import limits
 from .chart import sending_chart
+from .choices import WAITING
 from .dispatch import window_records
-from .models import MessageStatus, OutboundMessage, SendRecord, SiteSendState, SmtpSettings
+from .models import OutboundMessage, SendRecord, SiteSendState, SmtpSettings
 
-WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
 WALK_LIMIT = 5_000  # waiting messages walked per site; later ones show their due time
 HISTORY = timedelta(hours=24)
 

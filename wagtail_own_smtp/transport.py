@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext as _
 
 from . import conf
+from .exceptions import PrivateHostError, SmtpFailure
 from .hints import hint_for, is_timeout
 from .smtp_client import PinnedSMTP, clean_reply
 
@@ -49,27 +50,6 @@ class ServerParams:
 def request_seconds():
     """The longest the admin's connection test or confirmation message holds a request."""
     return REQUEST_TIMEOUTS * conf.get("TIMEOUT")
-
-
-class SmtpFailure(Exception):
-    """What went wrong, in the server's own words. Never contains the password."""
-
-    def __init__(self, kind, text, code=None, hint=""):
-        text = clean_reply(text)  # a reply combined from several (refused recipients): capped
-        super().__init__(text)
-        self.kind = kind
-        self.window = None  # THROTTLE: seconds the site waits at least
-        self.server_listens = False  # whether the session may still end with QUIT
-        self.text = text
-        self.code = code
-        self.hint = hint
-
-    def __str__(self):
-        return self.text
-
-
-class PrivateHostError(ValueError):
-    """The host resolves to an address this app refuses to connect to."""
 
 
 _GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")

@@ -26,6 +26,7 @@ from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, transport
 from .dispatch import record_delivery
+from .exceptions import InvalidLink
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
 from .signals import server_verified
 from .tasks import dispatch_after_commit
@@ -234,18 +235,6 @@ def as_smtp_bytes(message):
     policy = message.policy.clone(linesep="\r\n")
     BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message, unixfrom=False)
     return buffer.getvalue()
-
-
-class InvalidLink(Exception):
-    """A confirmation link that cannot be used; ``reason`` is one of the constants below."""
-
-    UNKNOWN = "unknown"  # never issued, already used, or replaced by a newer one
-    EXPIRED = "expired"
-    CHANGED = "changed"  # the parameters changed after the link was sent
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _usable(smtp_settings, digest):
