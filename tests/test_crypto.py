@@ -16,7 +16,7 @@ from django.utils import timezone
 from wagtail.models import Site
 
 from tests.helpers_admin import make_site
-from wagtail_own_smtp import crypto
+from wagtail_own_smtp import crypto, servers
 from wagtail_own_smtp.models import AccessToken, SmtpSettings
 
 PASSWORD = "Sommer-Umfrage-2026-Grüße"
@@ -153,7 +153,7 @@ def test_rotation_re_encrypts_under_the_first_key(settings, site, second_site):
     assert "Re-encrypted 2 stored password(s) of 1 site(s)." in out
     settings.WAGTAIL_OWN_SMTP_ENCRYPTION_KEYS = [new]  # the old key can go now
     first.refresh_from_db()
-    assert first.current_params().password == PASSWORD
+    assert servers.current_params(first).password == PASSWORD
     assert crypto.decrypt(first.verified_password_ciphertext) == PASSWORD
     assert first.password_version == version  # not a password change: no re-verification
     assert raw_ciphertexts(second) == (b"", b"")
@@ -187,7 +187,7 @@ def test_rotation_moves_secret_key_derived_passwords_to_explicit_keys(settings, 
     rotate_keys()
 
     setting.refresh_from_db()
-    assert setting.current_params().password == PASSWORD
+    assert servers.current_params(setting).password == PASSWORD
     assert stored_password_errors() == []
 
 

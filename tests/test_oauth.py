@@ -37,7 +37,7 @@ from tests.helpers_admin import (
     stored_values,
     verify_url,
 )
-from wagtail_own_smtp import crypto, oauth, transport, using_site, verification
+from wagtail_own_smtp import crypto, oauth, servers, transport, using_site, verification
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import AccessToken, AuthMethod, OutboundMessage, SmtpSettings
 
@@ -630,7 +630,7 @@ def test_no_secret_or_token_in_the_database_logs_or_errors(
         shown = f"{failure} {failure!r} {failure.hint} {failure.args!r}"
         assert_no_oauth_secret(shown, secrets, "an error")
     smtp_settings = stored(site)
-    for params in (smtp_settings.current_params(), smtp_settings.verified_params()):
+    for params in (servers.current_params(smtp_settings), servers.verified_params(smtp_settings)):
         assert_no_oauth_secret(repr(params), secrets, "the connection parameters")
 
     # Every table, row by row (PostgreSQL too), and the task queue's payloads.

@@ -20,6 +20,7 @@ from tests.helpers_admin import (
     stored_values,
     verify_url,
 )
+from wagtail_own_smtp import servers
 
 WRONG_PASSWORD = "Wrong-Secret-7"
 SECRET_FORMS = [
@@ -122,7 +123,7 @@ def test_the_confirmation_message_does_not_carry_the_password(admin_client, star
 def test_the_settings_template_proxy_does_not_expose_the_password(admin_client, starttls_server):
     site = make_site()
     walk_the_whole_flow(admin_client, site, starttls_server)
-    assert stored(site).verified_params().password == SMTP_PASSWORD
+    assert servers.verified_params(stored(site)).password == SMTP_PASSWORD
 
     request = RequestFactory().get("/", HTTP_HOST=site.hostname)
     prefix = "settings.wagtail_own_smtp.SmtpSettings"
@@ -133,6 +134,7 @@ def test_the_settings_template_proxy_does_not_expose_the_password(admin_client, 
         f"[{{{{ {prefix}.current_params }}}}]"
         f"[{{{{ {prefix}.current_params.password }}}}]"
         f"[{{{{ {prefix}.verified_params.password }}}}]"
+        f"[{{{{ {prefix}.server }}}}][{{{{ {prefix}.confirmed_copy }}}}]"
         f"[{{{{ {prefix}.password }}}}]"
     )
 

@@ -40,7 +40,7 @@ from tests.helpers_admin import (
 )
 from tests.test_outbox import editor_client
 from tests.test_secrets import WRONG_PASSWORD, assert_no_secret
-from wagtail_own_smtp import transport, using_site
+from wagtail_own_smtp import servers, transport, using_site
 from wagtail_own_smtp.backends import MessageTooLarge
 from wagtail_own_smtp.models import OutboundMessage, SendRecord, SmtpSettings
 
@@ -553,7 +553,7 @@ def test_the_password_shows_nowhere(admin_client, site, starttls_server, setting
         }.items():
             pages[name] = admin_client.get(url)
 
-        for params in (stored(site).current_params(), stored(site).verified_params()):
+        for params in (servers.current_params(stored(site)), servers.verified_params(stored(site))):
             try:
                 transport.test_connection(params)
             except transport.SmtpFailure as failure:

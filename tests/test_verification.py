@@ -19,7 +19,7 @@ from tests.helpers_admin import (
     successes,
     verify_url,
 )
-from wagtail_own_smtp import crypto, verification
+from wagtail_own_smtp import crypto, servers, verification
 from wagtail_own_smtp.models import SendRecord, SmtpSettings
 from wagtail_own_smtp.signals import server_verified
 
@@ -99,8 +99,8 @@ def test_save_sends_confirmation_and_the_link_activates_the_server(
     assert smtp_settings.verified_security == "starttls"
     assert smtp_settings.verified_from_email == SMTP_USER
     assert smtp_settings.verified_username == SMTP_USER
-    assert smtp_settings.verified_params().password == SMTP_PASSWORD
-    assert smtp_settings.verified_fingerprint == verification.fingerprint(smtp_settings)
+    assert servers.verified_params(smtp_settings).password == SMTP_PASSWORD
+    assert smtp_settings.verified_fingerprint == servers.fingerprint(smtp_settings)
     assert smtp_settings.token_hash == ""
     assert smtp_settings.sending_paused is False
     assert [s.pk for s in verified_signals] == [smtp_settings.pk]
@@ -232,7 +232,7 @@ def test_a_blank_password_keeps_the_stored_one(admin_client, verified_site, star
     after = stored(verified_site)
     assert bytes(after.password_ciphertext) == bytes(before.password_ciphertext)
     assert after.password_version == before.password_version
-    assert after.current_params().password == SMTP_PASSWORD
+    assert servers.current_params(after).password == SMTP_PASSWORD
     assert after.verification_status == "verified"
     assert errors(response) == []
     assert starttls_server.received == []
@@ -256,7 +256,7 @@ def test_a_new_password_needs_a_new_confirmation(admin_client, verified_site, st
     # The test server only knows the old password: the confirmation fails, the old one stays.
     assert after.verification_status == "failed"
     assert "535 5.7.8" in errors(response)[0]
-    assert after.verified_params().password == SMTP_PASSWORD
+    assert servers.verified_params(after).password == SMTP_PASSWORD
 
 
 def test_the_remove_password_checkbox(admin_client, site, plain_server):
@@ -276,7 +276,7 @@ def test_the_remove_password_checkbox(admin_client, site, plain_server):
 
     smtp_settings = stored(site)
     assert not smtp_settings.has_password
-    assert smtp_settings.current_params().password == ""
+    assert servers.current_params(smtp_settings).password == ""
     assert "No password is stored." in response.text
     # The password is part of what was verified: a new confirmation went out.
     assert len(plain_server.wait_for(2)) == 2
@@ -316,7 +316,7 @@ def test_the_verified_server_stays_in_use_while_a_change_waits(
     smtp_settings = stored(verified_site)
     assert smtp_settings.verification_status == "pending"
     assert smtp_settings.port == ssl_server.port
-    params = smtp_settings.verified_params()
+    params = servers.verified_params(smtp_settings)
     assert (params.port, params.security) == (starttls_server.port, "starttls")
     assert f"verified server localhost:{starttls_server.port}" in response.text
 

@@ -19,18 +19,11 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from . import conf, crypto, oauth, signals
+from . import conf, servers, signals
 from .bounce_reports import COMPLAINT, HARD, SOFT, read_report
+from .choices import MessageStatus
 from .mailbox import Mailbox, MailboxFailure, MailboxParams
-from .models import (
-    AuthMethod,
-    Bounce,
-    MailboxState,
-    MessageStatus,
-    OutboundMessage,
-    SmtpSettings,
-    Suppression,
-)
+from .models import Bounce, MailboxState, OutboundMessage, SmtpSettings, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +67,13 @@ def mailbox_params(smtp_settings, verified=True):
     """The site's mailbox, opened with the SMTP login: the password, or an access token of the
     same OAuth login (XOAUTH2). The verified login for reading, the saved one for the editor's
     "Test the mailbox"."""
-    if verified:
-        username = smtp_settings.verified_username or smtp_settings.verified_from_email
-        secret = smtp_settings.verified_password_ciphertext
-        method = smtp_settings.verified_auth_method
-    else:
-        username = smtp_settings.username or smtp_settings.from_email
-        secret = smtp_settings.password_ciphertext
-        method = smtp_settings.auth_method
-    if method == AuthMethod.PASSWORD:
-        password, token_source = crypto.decrypt(secret), None
-    else:
-        password, token_source = "", oauth.TokenSource(smtp_settings, verified=verified)
+    server = smtp_settings.server(verified)
+    password, token_source = servers.login_secret(smtp_settings, verified)
     return MailboxParams(
         host=smtp_settings.imap_host,
         port=smtp_settings.imap_port,
         security=smtp_settings.imap_security,
-        username=username,
+        username=server.username or server.from_email,
         password=password,
         folder=smtp_settings.imap_folder or "INBOX",
         move_to=smtp_settings.imap_move_to,

@@ -40,7 +40,7 @@ from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import backoff, bounces, conf, crypto, limits, signals, smtp_client, transport
+from . import backoff, bounces, conf, crypto, limits, servers, signals, smtp_client, transport
 from .choices import WAITING
 from .models import (
     DeliveryMode,
@@ -586,7 +586,7 @@ class _SiteRun:
         self.owner = owner
         self.report = report
         self.progress = progress
-        self.params = smtp_settings.verified_params()  # decrypted once per turn
+        self.params = servers.verified_params(smtp_settings)  # decrypted once per turn
         self.sender = envelope_sender(self.params.from_email)
         self.display_name = smtp_settings.from_name
         self.rewrite = SenderRewrite(self.sender, self.display_name)

@@ -3,6 +3,8 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from .choices import MailboxSecurity
+
 
 class MailboxFieldsMixin:
     """For ``SmtpSettingsForm`` (its ``_host_field`` and ``_check_address``): IMAP host, port
@@ -21,7 +23,7 @@ class MailboxFieldsMixin:
         return self.cleaned_data.get("imap_port") or 993
 
     def clean_imap_security(self):
-        return self.cleaned_data.get("imap_security") or "ssl"
+        return self.cleaned_data.get("imap_security") or MailboxSecurity.SSL
 
     def clean_imap_host(self):
         return self._host_field(

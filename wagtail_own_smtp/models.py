@@ -1,6 +1,7 @@
 """The site setting an editor fills in, and the outbox the dispatcher drains."""
 
 import json
+from typing import NamedTuple
 
 from django.conf import settings as django_settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -10,19 +11,20 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
-from . import crypto, transport
+from . import crypto
+
+# Django finds a model through this module: the bounce models live in their own.
+from .bounce_models import Bounce, MailboxState, Suppression  # noqa: F401
 from .choices import (
     SIGN_IN_METHODS,
     AuthMethod,
-    BounceKind,
+    BounceKind,  # noqa: F401  (read from here by bounce_admin; its home is choices)
     DeliveryMode,
     MailboxSecurity,
     MessageStatus,
     Security,
     VerificationStatus,
 )
-from .forms import SmtpSettingsForm
-from .panels import settings_panels
 
 MAX_PER_HOUR = 1_000_000
 MAX_PER_DAY = 10_000_000
@@ -39,6 +41,30 @@ def stored_hint(hint):
         with translation.override(code):
             texts[code] = str(hint)
     return json.dumps(texts, ensure_ascii=False)
+
+
+class ServerFields(NamedTuple):
+    """A site's server as saved, or as confirmed (the ``verified_*`` copy of each field).
+
+    These are the parameters a confirmation proves; the field names are the saved ones.
+    """
+
+    host: str
+    port: int
+    security: str
+    from_email: str
+    username: str
+    auth_method: str
+    oauth_tenant: str
+    oauth_client_id: str
+    password_ciphertext: bytes
+
+
+# Each saved server field and its confirmed copy, which the dispatcher sends through and only
+# confirming a link writes.
+VERIFIED_FIELDS = {name: f"verified_{name}" for name in ServerFields._fields}
+# Where a login secret is stored: as saved and as confirmed.
+SECRET_FIELDS = ("password_ciphertext", VERIFIED_FIELDS["password_ciphertext"])
 
 
 @register_setting(icon="mail")
@@ -217,8 +243,7 @@ class SmtpSettings(BaseSiteSetting):
     verified_oauth_tenant = models.CharField(max_length=100, blank=True, editable=False)
     verified_oauth_client_id = models.CharField(max_length=200, blank=True, editable=False)
 
-    panels = settings_panels
-    base_form_class = SmtpSettingsForm
+    # ``panels`` and ``base_form_class`` are set in apps.py: this module imports no admin code.
 
     class Meta:
         verbose_name = _("Own SMTP server")
@@ -245,55 +270,20 @@ class SmtpSettings(BaseSiteSetting):
         self.password_ciphertext = crypto.encrypt(plaintext)
         self.password_version += 1
 
-    def current_params(self):
-        """The parameters as last saved (what a confirmation message is sent through)."""
-        return self._params(
-            self.host,
-            self.port,
-            self.security,
-            self.from_email,
-            self.username,
-            self.auth_method,
-            self.password_ciphertext,
-            verified=False,
-        )
+    def server(self, verified=False):
+        """The server as saved, or as confirmed with ``verified`` (see ``ServerFields``)."""
+        values = {
+            name: getattr(self, confirmed if verified else name)
+            for name, confirmed in VERIFIED_FIELDS.items()
+        }
+        # PostgreSQL hands a BinaryField back as a memoryview.
+        values["password_ciphertext"] = bytes(values["password_ciphertext"] or b"")
+        return ServerFields(**values)
 
-    def verified_params(self):
-        """The confirmed parameters the dispatcher sends through, or None."""
-        if not self.has_verified_server:
-            return None
-        return self._params(
-            self.verified_host,
-            self.verified_port,
-            self.verified_security,
-            self.verified_from_email,
-            self.verified_username,
-            self.verified_auth_method,
-            self.verified_password_ciphertext,
-            verified=True,
-        )
+    def confirmed_copy(self):
+        """The saved server under its ``verified_*`` names: what confirming it writes."""
+        return {VERIFIED_FIELDS[name]: value for name, value in self.server()._asdict().items()}
 
-    def _params(self, host, port, security, from_email, username, method, secret, verified):
-        if method == AuthMethod.PASSWORD:
-            return transport.ServerParams(
-                host, port, security, from_email, username, password=crypto.decrypt(secret)
-            )
-        from . import oauth  # oauth reads this module's models
-
-        # XOAUTH2 names the mailbox; the token is fetched when a connection opens.
-        return transport.ServerParams(
-            host,
-            port,
-            security,
-            from_email,
-            username or from_email,
-            token_source=oauth.TokenSource(self, verified=verified),
-        )
-
-    # Wagtail's ``settings`` template proxy exposes this model: never decrypt in a template.
-    current_params.do_not_call_in_templates = True
-    verified_params.do_not_call_in_templates = True
-    _params.do_not_call_in_templates = True
     set_password.alters_data = True
 
     @property
@@ -406,66 +396,3 @@ class AccessToken(models.Model):
 
     def __str__(self):
         return f"access token of site {self.site_id} until {self.expires_at}"
-
-
-class MailboxState(models.Model):
-    """How far a site's mailbox has been read: IMAP numbers anew when UIDVALIDITY changes."""
-
-    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="+", primary_key=True)
-    uidvalidity = models.BigIntegerField(default=0)
-    last_uid = models.BigIntegerField(default=0)
-    read_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    too_large = models.PositiveIntegerField(default=0)  # messages left alone for their size
-
-    def __str__(self):
-        return f"mailbox state of site {self.site_id}"
-
-
-class Bounce(models.Model):
-    """A delivery report about a message of the site, for one of its recipients."""
-
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
-    message = models.ForeignKey(
-        OutboundMessage, on_delete=models.SET_NULL, null=True, related_name="bounces"
-    )
-    recipient = models.CharField(_("recipient"), max_length=254)
-    kind = models.CharField(_("kind"), max_length=16, choices=BounceKind.choices)
-    status_code = models.CharField(_("status code"), max_length=16, blank=True)
-    diagnostic = models.TextField(_("remote server's reply"), blank=True)
-    report = models.TextField(_("report"), blank=True)  # the report itself, size-capped
-    report_key = models.CharField(max_length=64)  # the same report read twice counts once
-    received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
-
-    class Meta:
-        verbose_name = _("bounce")
-        verbose_name_plural = _("bounces")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["site", "report_key", "recipient"], name="own_smtp_bounce_once"
-            )
-        ]
-        indexes = [models.Index(fields=["site", "recipient"], name="own_smtp_bounce_rcpt_idx")]
-
-    def __str__(self):
-        return f"{self.kind} bounce of {self.recipient}"
-
-
-class Suppression(models.Model):
-    """An address the site no longer mails, until an editor lifts it."""
-
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
-    address = models.CharField(_("address"), max_length=254)  # lower case
-    reason = models.CharField(_("reason"), max_length=16, choices=BounceKind.choices)
-    bounce = models.ForeignKey(Bounce, on_delete=models.SET_NULL, null=True, related_name="+")
-    since = models.DateTimeField(_("since"), auto_now_add=True)
-
-    class Meta:
-        verbose_name = _("suppressed address")
-        verbose_name_plural = _("suppressed addresses")
-        constraints = [
-            models.UniqueConstraint(fields=["site", "address"], name="own_smtp_suppressed_once")
-        ]
-
-    def __str__(self):
-        return self.address

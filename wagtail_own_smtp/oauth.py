@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import conf, crypto, transport
-from .models import AccessToken, AuthMethod, SmtpSettings
+from .choices import AuthMethod
+from .models import SECRET_FIELDS, VERIFIED_FIELDS, AccessToken, SmtpSettings
 
 MICROSOFT = "microsoft"
 GOOGLE = "google"
@@ -47,6 +48,9 @@ DEFAULT_PROVIDERS = {
         "AUTHORIZE_PARAMS": {"access_type": "offline", "prompt": "consent"},
     },
 }
+
+# Product names, not translated.
+PROVIDER_NAMES = {MICROSOFT: "Microsoft 365", GOOGLE: "Google"}
 
 # Which provider a login method asks.
 PROVIDER_OF = {
@@ -144,20 +148,19 @@ class TokenSource:
     ``was_cached`` tells the login whether a refusal may just mean a stale token.
     """
 
-    def __init__(self, smtp_settings, verified):
-        from .verification import fingerprint  # verification imports the models
-
-        prefix = "verified_" if verified else ""
+    def __init__(self, smtp_settings, verified, fingerprint):
+        server = smtp_settings.server(verified)
         self.site_id = smtp_settings.site_id
         self.settings_pk = smtp_settings.pk
-        self.method = getattr(smtp_settings, prefix + "auth_method")
-        self.tenant = getattr(smtp_settings, prefix + "oauth_tenant")
-        self.client_id = getattr(smtp_settings, prefix + "oauth_client_id")
-        self.secret_field = prefix + "password_ciphertext"
-        self.secret_ciphertext = bytes(getattr(smtp_settings, self.secret_field) or b"")
-        self.fingerprint = (
-            smtp_settings.verified_fingerprint if verified else fingerprint(smtp_settings)
+        self.method = server.auth_method
+        self.tenant = server.oauth_tenant
+        self.client_id = server.oauth_client_id
+        self.secret_field = (
+            VERIFIED_FIELDS["password_ciphertext"] if verified else "password_ciphertext"
         )
+        self.secret_ciphertext = server.password_ciphertext
+        # The cache's key: servers.fingerprint() of the login the token is for.
+        self.fingerprint = fingerprint
         self.was_cached = False
 
     def __repr__(self):
@@ -245,14 +248,14 @@ class TokenSource:
             row = (
                 SmtpSettings.objects.select_for_update()
                 .filter(pk=self.settings_pk)
-                .values("password_ciphertext", "verified_password_ciphertext")
+                .values(*SECRET_FIELDS)
                 .first()
             )
             if row is None:
                 return
             old = self._secret()
             changes = {}
-            for name in ("password_ciphertext", "verified_password_ciphertext"):
+            for name in SECRET_FIELDS:
                 try:
                     same = crypto.decrypt(bytes(row[name] or b"")) == old
                 except crypto.UndecryptablePassword:

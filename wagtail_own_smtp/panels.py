@@ -6,7 +6,13 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, Panel
 
 from . import crypto
+from .bounces import bounce_rate
+from .choices import SIGN_IN_METHODS, VerificationStatus
+from .forecast import site_forecast
 from .forms import AuthMethodSelect, security_hint
+from .models import MailboxState
+from .timeline import add_charts
+from .verification import link_expires_at
 
 
 class VerificationStatusPanel(Panel):
@@ -17,10 +23,6 @@ class VerificationStatusPanel(Panel):
         template_name = "wagtail_own_smtp/panels/verification_status.html"
 
         def get_context_data(self, parent_context=None):
-            # Imported here: verification imports the models, which import this module.
-            from .models import SIGN_IN_METHODS
-            from .verification import link_expires_at
-
             context = super().get_context_data(parent_context)
             smtp_settings = self.instance
             site_pk = smtp_settings.site_id
@@ -54,7 +56,7 @@ class VerificationStatusPanel(Panel):
                     and (signed_in or not uses_sign_in)
                 ),
                 # A verified, running server needs no new link; a failed or paused one may.
-                can_resend=smtp_settings.verification_status != "verified",
+                can_resend=smtp_settings.verification_status != VerificationStatus.VERIFIED,
                 resend_url=site_pk and reverse("wagtail_own_smtp_admin:resend", args=[site_pk]),
                 test_url=site_pk
                 and reverse("wagtail_own_smtp_admin:test_connection", args=[site_pk]),
@@ -69,10 +71,6 @@ class OutboxSummaryPanel(Panel):
         template_name = "wagtail_own_smtp/outbox/settings_summary.html"
 
         def get_context_data(self, parent_context=None):
-            # Imported here: the forecast reads the models, which import this module.
-            from .forecast import site_forecast
-            from .timeline import add_charts
-
             context = super().get_context_data(parent_context)
             site_pk = self.instance.site_id
             context["forecast"] = site_pk and add_charts([site_forecast(self.instance)])[0]
@@ -89,10 +87,6 @@ class MailboxPanel(Panel):
         template_name = "wagtail_own_smtp/panels/mailbox.html"
 
         def get_context_data(self, parent_context=None):
-            # Imported here: bounces reads the models, which import this module.
-            from .bounces import bounce_rate
-            from .models import MailboxState
-
             context = super().get_context_data(parent_context)
             site_pk = self.instance.site_id
             if site_pk:

@@ -24,10 +24,11 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import conf, crypto, transport
+from . import conf, crypto, servers, transport
 from .dispatch import record_delivery
 from .exceptions import InvalidLink
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
+from .servers import fingerprint
 from .signals import server_verified
 from .tasks import dispatch_after_commit
 
@@ -41,26 +42,6 @@ STATE_FIELDS = [
     "token_fingerprint",
     "token_sent_at",
 ]
-
-
-def fingerprint(smtp_settings):
-    """A digest of the parameters a confirmation proves (no secret: the password's version)."""
-    parts = [
-        smtp_settings.host,
-        str(smtp_settings.port),
-        smtp_settings.security,
-        smtp_settings.from_email,
-        smtp_settings.username,
-        str(smtp_settings.password_version),
-    ]
-    if smtp_settings.uses_oauth:
-        # Only for OAuth, so the fingerprints of password logins stay what they were.
-        parts += [
-            smtp_settings.auth_method,
-            smtp_settings.oauth_tenant,
-            smtp_settings.oauth_client_id,
-        ]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def is_complete(smtp_settings):
@@ -137,7 +118,7 @@ def send_confirmation(smtp_settings, request=None):
     smtp_settings.save(update_fields=STATE_FIELDS)
 
     try:
-        params = smtp_settings.current_params()
+        params = servers.current_params(smtp_settings)
         raw = confirmation_message(smtp_settings, confirmation_link(smtp_settings, token, request))
         # A request (save, "send again", "Connect account") waits no longer than this.
         deadline = time.monotonic() + transport.request_seconds()

@@ -23,9 +23,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from wagtail.admin import messages
 from wagtail.models import Site
 
-from . import conf, crypto, oauth, transport, verification
-from .forms import PROVIDER_NAMES
+from . import conf, crypto, oauth, servers, transport, verification
 from .models import SmtpSettings
+from .oauth import PROVIDER_NAMES
 
 
 def settings_edit_url(site_pk):
@@ -271,7 +271,7 @@ def test_connection(request, site_pk):
         _incomplete_message(request, smtp_settings)
         return redirect(settings_edit_url(site_pk))
     try:
-        transport.test_connection(smtp_settings.current_params())
+        transport.test_connection(servers.current_params(smtp_settings))
     except crypto.UndecryptablePassword:
         messages.error(
             request,

@@ -2,7 +2,7 @@
  * The login method of the "Own SMTP server" settings form (no build step).
  *
  * Every radio button carries, in data-own-smtp-auth-fields, which fields each method uses
- * (forms.METHOD_FIELDS). This script shows the fields of the chosen method and hides the others;
+ * (login_form.METHOD_FIELDS). This script shows the fields of the chosen method and hides the others;
  * their values stay in the form and the server ignores them. Without this script every field
  * shows, and its help text names the method that uses it.
  */
