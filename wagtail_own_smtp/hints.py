@@ -11,6 +11,8 @@ import ssl
 from django.utils.functional import lazy
 from django.utils.translation import gettext as _
 
+from .choices import Security
+
 # OpenSSL's reasons when the peer does not speak TLS (it sent a plain-text SMTP greeting).
 _NOT_TLS_REASONS = {
     "WRONG_VERSION_NUMBER",
@@ -124,7 +126,7 @@ def _hint_for(params, code=None, text="", stage=None, error=None, kind=None):
         return _oauth_refusal_hint(params, text)
     if reply_hint := _reply_hint(code, text):
         return reply_hint
-    if getattr(error, "after_starttls", False) and security == "none":
+    if getattr(error, "after_starttls", False) and security == Security.NONE:
         return _("The server offers login only over an encrypted connection: choose STARTTLS.")
     if kind == "throttle":
         return _(
@@ -138,7 +140,7 @@ def _hint_for(params, code=None, text="", stage=None, error=None, kind=None):
         return _certificate_hint(error)
     if (
         stage == "tls"
-        and security == "ssl"
+        and security == Security.SSL
         and isinstance(error, ssl.SSLError)
         and error.reason in _NOT_TLS_REASONS
     ):
@@ -146,16 +148,16 @@ def _hint_for(params, code=None, text="", stage=None, error=None, kind=None):
             "The server answered in plain text, so this port does not expect SSL/TLS from "
             "the start. Choose STARTTLS (usually port 587) or no encryption (port 25)."
         )
-    if stage == "greeting" and security != "ssl" and error is not None and is_timeout(error):
+    if stage == "greeting" and security != Security.SSL and error is not None and is_timeout(error):
         return _(
             "The server accepted the connection but sent no greeting. A port that expects "
             "SSL/TLS from the start (usually 465) behaves like this: choose SSL/TLS."
         )
-    if port == 465 and security != "ssl":
+    if port == 465 and security != Security.SSL:
         return _("Port 465 usually expects SSL/TLS, not %(security)s.") % {
-            "security": _("STARTTLS") if security == "starttls" else _("no encryption")
+            "security": _("STARTTLS") if security == Security.STARTTLS else _("no encryption")
         }
-    if port in (25, 587) and security == "ssl":
+    if port in (25, 587) and security == Security.SSL:
         return _("Port %(port)s usually expects STARTTLS or no encryption, not SSL/TLS.") % {
             "port": port
         }

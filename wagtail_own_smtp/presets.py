@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
+from .choices import AuthMethod, MailboxSecurity, Security
+
 # The form fields a preset may fill; a field a preset leaves out keeps its value.
 SERVER_FIELDS = ("host", "port", "security", "auth_method")
 LIMIT_FIELDS = ("min_interval", "max_per_hour", "max_per_day")
@@ -82,17 +84,23 @@ _GOOGLE_LOGIN = _(
     "or choose “Password” and enter an app password."
 )
 
+
+def _mailbox(host):
+    """The sender's mailbox for reading bounces: IMAP over SSL/TLS, as these providers offer."""
+    return {"imap_host": host, "imap_port": 993, "imap_security": MailboxSecurity.SSL}
+
+
 # Exchange Online's submission server and published limits, whichever OAuth login is chosen.
 _MICROSOFT_SERVER = {
     "host": "smtp.office365.com",
     "port": 587,
-    "security": "starttls",
+    "security": Security.STARTTLS,
     "min_interval": 2,
     "max_per_hour": None,
     "max_per_day": 10000,
-    **{"imap_host": "outlook.office365.com", "imap_port": 993, "imap_security": "ssl"},
+    **_mailbox("outlook.office365.com"),
 }
-_GOOGLE_MAILBOX = {"imap_host": "imap.gmail.com", "imap_port": 993, "imap_security": "ssl"}
+_GOOGLE_MAILBOX = _mailbox("imap.gmail.com")
 
 PRESETS = (
     Preset(
@@ -101,8 +109,8 @@ PRESETS = (
         {
             "host": "smtp.gmail.com",
             "port": 587,
-            "security": "starttls",
-            "auth_method": "google",
+            "security": Security.STARTTLS,
+            "auth_method": AuthMethod.GOOGLE,
             "min_interval": 0,
             "max_per_hour": None,
             "max_per_day": 2000,
@@ -123,8 +131,8 @@ PRESETS = (
         {
             "host": "smtp.gmail.com",
             "port": 587,
-            "security": "starttls",
-            "auth_method": "google",
+            "security": Security.STARTTLS,
+            "auth_method": AuthMethod.GOOGLE,
             "min_interval": 0,
             "max_per_hour": None,
             "max_per_day": 500,
@@ -139,7 +147,7 @@ PRESETS = (
     Preset(
         "microsoft365",
         _("Microsoft 365"),
-        {**_MICROSOFT_SERVER, "auth_method": "microsoft"},
+        {**_MICROSOFT_SERVER, "auth_method": AuthMethod.MICROSOFT},
         format_lazy(
             "{} {} {}",
             _MICROSOFT_LIMITS,
@@ -150,7 +158,7 @@ PRESETS = (
     Preset(
         "microsoft365_app",
         _("Microsoft 365 (app registration)"),
-        {**_MICROSOFT_SERVER, "auth_method": "microsoft_app"},
+        {**_MICROSOFT_SERVER, "auth_method": AuthMethod.MICROSOFT_APP},
         format_lazy(
             "{} {} {}",
             _MICROSOFT_LIMITS,
@@ -167,12 +175,12 @@ PRESETS = (
         {
             "host": "smtp.ionos.de",
             "port": 587,
-            "security": "starttls",
-            "auth_method": "password",
+            "security": Security.STARTTLS,
+            "auth_method": AuthMethod.PASSWORD,
             "min_interval": 0,
             "max_per_hour": 500,
             "max_per_day": None,
-            **{"imap_host": "imap.ionos.de", "imap_port": 993, "imap_security": "ssl"},
+            **_mailbox("imap.ionos.de"),
         },
         _(
             "Limits as published by IONOS (What are the mass mailing limits?): 500 an hour for "
@@ -185,9 +193,9 @@ PRESETS = (
         {
             "host": "smtp.strato.de",
             "port": 465,
-            "security": "ssl",
-            "auth_method": "password",
-            **{"imap_host": "imap.strato.de", "imap_port": 993, "imap_security": "ssl"},
+            "security": Security.SSL,
+            "auth_method": AuthMethod.PASSWORD,
+            **_mailbox("imap.strato.de"),
         },
         _(
             "No sending limit published by STRATO could be confirmed: ask STRATO for your "
@@ -197,7 +205,7 @@ PRESETS = (
     Preset(
         "generic",
         _("Other provider"),
-        {"port": 587, "security": "starttls"},
+        {"port": 587, "security": Security.STARTTLS},
         _(
             "Port 587 with STARTTLS is the usual choice; your provider's documentation names "
             "the host."
