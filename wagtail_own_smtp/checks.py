@@ -16,6 +16,9 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf, crypto, transport
+from .backends import EmailBackend
+from .models import SECRET_FIELDS
+from .oauth import DEFAULT_PROVIDERS
 
 TAG = "wagtail_own_smtp"
 OWN_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
@@ -101,7 +104,7 @@ def check_stored_passwords(app_configs, databases=None, **kwargs):
 
 
 def _undecryptable(setting):
-    ciphertexts = [setting.password_ciphertext, setting.verified_password_ciphertext]
+    ciphertexts = [getattr(setting, name) for name in SECRET_FIELDS]
     broken = [c for c in ciphertexts if c and not crypto.can_decrypt(c)]
     if not broken:
         return None
@@ -168,8 +171,6 @@ def check_q_cluster(app_configs, **kwargs):
 
 def _is_own_backend(path):
     """The path names this app's EmailBackend or a subclass of it."""
-    from .backends import EmailBackend
-
     try:
         backend = import_string(path) if isinstance(path, str) else path
     except ImportError:
@@ -257,8 +258,6 @@ def check_ca_file(app_configs, **kwargs):
 
 @checks.register(TAG)
 def check_oauth_providers(app_configs, **kwargs):
-    from .oauth import DEFAULT_PROVIDERS  # oauth reads the models: not at import time
-
     configured = conf.get("OAUTH_PROVIDERS") or {}
     if not isinstance(configured, dict):
         return [_oauth_error(_("WAGTAIL_OWN_SMTP_OAUTH_PROVIDERS must be a dict."))]

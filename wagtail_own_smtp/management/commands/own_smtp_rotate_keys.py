@@ -6,9 +6,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from wagtail_own_smtp import crypto
-from wagtail_own_smtp.models import AccessToken, SmtpSettings
-
-CIPHERTEXT_FIELDS = ("password_ciphertext", "verified_password_ciphertext")
+from wagtail_own_smtp.models import SECRET_FIELDS, AccessToken, SmtpSettings
 
 
 class Command(BaseCommand):
@@ -24,7 +22,7 @@ class Command(BaseCommand):
             rotated, undecryptable = {}, []
             for setting in stored:
                 changes = {}
-                for field in CIPHERTEXT_FIELDS:
+                for field in SECRET_FIELDS:
                     ciphertext = bytes(getattr(setting, field) or b"")
                     if not ciphertext:
                         continue
