@@ -7,7 +7,7 @@ from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, Pan
 
 from . import crypto
 from .bounces import bounce_rate
-from .choices import SIGN_IN_METHODS, VerificationStatus
+from .choices import SIGN_IN_METHODS, AuthMethod, VerificationStatus
 from .forecast import site_forecast
 from .forms import AuthMethodSelect, security_hint
 from .models import MailboxState
@@ -32,6 +32,9 @@ class VerificationStatusPanel(Panel):
             uses_sign_in = auth_method in SIGN_IN_METHODS
             signed_in = uses_sign_in and smtp_settings.has_password
             context.update(
+                # The template compares the enums, not their values spelled out.
+                Status=VerificationStatus,
+                AuthMethod=AuthMethod,
                 settings=smtp_settings,
                 status=smtp_settings.verification_status,
                 status_label=smtp_settings.get_verification_status_display(),
