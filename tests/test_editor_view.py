@@ -23,8 +23,8 @@ from tests.helpers_admin import (
     save_settings,
     verify_url,
 )
+from tests.helpers_outbox import stored
 from tests.test_locale import PO_FILE, _editor, read_po
-from tests.test_outbox import stored
 from wagtail_own_smtp import chart, forecast, timeline
 from wagtail_own_smtp.models import OutboundMessage, SendRecord, SiteSendState, SmtpSettings
 from wagtail_own_smtp.views import outbox_table
