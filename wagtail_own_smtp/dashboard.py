@@ -1,13 +1,13 @@
 """The dashboard panel: the sites an editor manages at a glance (mode, verification, queue,
 forecast, bounce rate), with links to the outbox and the settings."""
 
-from django.urls import reverse
 from wagtail.admin.ui.components import Component
 
 from .bounces import bounce_rate
 from .permissions import outbox_sites
 from .views.notices import settings_edit_url
 from .views.outbox import first_forecasts
+from .views.outbox_table import outbox_url
 
 
 class OutboxPanel(Component):
@@ -30,7 +30,7 @@ class OutboxPanel(Component):
             "forecasts": items,
             "reads_bounces": any(item.bounces is not None for item in items),
             "more_sites": more_sites,
-            "outbox_url": reverse("wagtail_own_smtp_admin:outbox"),
+            "outbox_url": outbox_url(),
             # Wagtail's settings URL without a site opens the setting of the current site.
             "settings_url": settings_edit_url(),
             "request": self.request,

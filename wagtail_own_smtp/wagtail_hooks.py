@@ -1,5 +1,6 @@
-"""Admin wiring: confirmation after a save, and the status panel's actions (with the OAuth
-sign-in)."""
+"""The app's Wagtail hooks: a page served as its site's, the confirmation after a save, the admin
+URLs (status panel buttons, "Connect account", outbox, bounces), the Reports menu items, the
+suppression log action and the dashboard panel."""
 
 from django.urls import include, path, reverse
 from django.utils.translation import gettext_lazy as _
@@ -65,7 +66,7 @@ def register_admin_urls():
     ]
 
 
-class OutboxMenuItem(MenuItem):
+class ReportMenuItem(MenuItem):
     """A Reports menu item shown to users who may change a site's SMTP setting."""
 
     def is_shown(self, request):
@@ -74,7 +75,7 @@ class OutboxMenuItem(MenuItem):
 
 def _report_item(label, url_name, icon_name, order):
     """A Reports menu item of the app (outbox, bounces, suppressed addresses)."""
-    return OutboxMenuItem(
+    return ReportMenuItem(
         label,
         reverse(f"wagtail_own_smtp_admin:{url_name}"),
         name=f"own-smtp-{url_name}",

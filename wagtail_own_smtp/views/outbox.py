@@ -2,8 +2,8 @@
 
 Everything is per site: an editor sees and acts on the messages of the sites whose "Own SMTP
 server" setting they may change (``permissions``), and nothing else. The listing is a Wagtail
-report (filters, search, pagination; its table in ``outbox_table``); a message's page shows its
-header fields, never its body.
+report (filters, search, pagination; its table in ``outbox_table``) with each site's forecast;
+one message's page is ``outbox_message``. Deleting old sent mail is here too.
 """
 
 from datetime import timedelta
@@ -15,7 +15,6 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from django.views.decorators.http import require_POST
@@ -207,7 +206,7 @@ def retry_site(request, site_pk):
         )
         % {"count": count},
     )
-    return redirect(reverse("wagtail_own_smtp_admin:outbox") + "?" + urlencode({"site": site.pk}))
+    return redirect(outbox_table.outbox_url(site.pk))
 
 
 # -- deleting old sent mail -------------------------------------------------------------------
@@ -252,7 +251,7 @@ class DeleteSentView(WagtailAdminTemplateMixin, FormView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse("wagtail_own_smtp_admin:outbox"), "label": _("Outbox")},
+            {"url": outbox_table.outbox_url(), "label": _("Outbox")},
             {"url": "", "label": self.get_page_title()},
         ]
 

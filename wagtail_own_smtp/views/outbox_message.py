@@ -9,7 +9,6 @@ from email.parser import BytesHeaderParser
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
@@ -21,6 +20,7 @@ from ..choices import WAITING
 from ..models import MessageStatus, OutboundMessage
 from ..permissions import row_for_change
 from ..tasks import dispatch_after_commit
+from .outbox_table import outbox_url
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
 CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
@@ -88,7 +88,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
     def get_breadcrumbs_items(self):
         return [
             *self.breadcrumbs_items,
-            {"url": reverse("wagtail_own_smtp_admin:outbox"), "label": _("Outbox")},
+            {"url": outbox_url(), "label": _("Outbox")},
             {"url": "", "label": str(self.message)},
         ]
 
@@ -108,9 +108,7 @@ class MessageView(WagtailAdminTemplateMixin, TemplateView):
             can_cancel=message.status in CANCELLABLE,
             retry_url=reverse("wagtail_own_smtp_admin:outbox_retry", args=[message.pk]),
             cancel_url=reverse("wagtail_own_smtp_admin:outbox_cancel", args=[message.pk]),
-            outbox_url=reverse("wagtail_own_smtp_admin:outbox")
-            + "?"
-            + urlencode({"site": message.site_id}),
+            outbox_url=outbox_url(message.site_id),
             times=[
                 ("queued-at", _("Queued at"), message.created_at),
                 ("expected-at", _("Expected to go"), expected_at),

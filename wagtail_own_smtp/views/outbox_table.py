@@ -1,4 +1,5 @@
-"""What the outbox listing shows: its filters, columns, export fields, search and status counts.
+"""What the outbox listing shows: its filters, columns, export fields, search, status counts, and
+its address.
 
 The listing never loads a message's raw bytes; its counts per status come from one aggregate
 query.
@@ -9,6 +10,8 @@ import json
 import django_filters
 from django import forms
 from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.tables import Column, Table, TitleColumn
@@ -16,6 +19,12 @@ from wagtail.admin.ui.tables import Column, Table, TitleColumn
 from ..models import MessageStatus, OutboundMessage
 from ..permissions import outbox_sites
 from .reports import local_datetime, site_name
+
+
+def outbox_url(site_pk=None):
+    """The outbox listing's address; with a site, filtered to that site's mail."""
+    url = reverse("wagtail_own_smtp_admin:outbox")
+    return url if site_pk is None else f"{url}?{urlencode({'site': site_pk})}"
 
 
 class OutboxFilterSet(WagtailFilterSet):

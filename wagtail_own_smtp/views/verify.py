@@ -24,6 +24,7 @@ from wagtail.models import Site
 from .. import conf, verification
 from ..permissions import user_can_change
 from .notices import settings_edit_url
+from .reports import site_name
 
 _LINK_PROBLEMS = {
     verification.InvalidLink.UNKNOWN: (
@@ -172,7 +173,7 @@ def verify(request, token):
             "wagtail_own_smtp/verify_confirm.html",
             {
                 "settings": smtp_settings,
-                "site_name": smtp_settings.site.site_name or smtp_settings.site.hostname,
+                "site_name": site_name(smtp_settings),
                 "security": smtp_settings.get_security_display(),
             },
         ),
