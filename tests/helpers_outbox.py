@@ -1,6 +1,7 @@
-"""The outbox's test helpers: users who manage some sites, two sites, stored messages, and
-readers of the listing. Shared by the tests of the outbox, its message page, the bounces admin,
-the dashboard and the permissions."""
+"""The admin screens' test helpers: users who manage some sites, two sites, stored messages,
+readers of the outbox listing, and what a refusal looks like. Shared by the tests of the outbox,
+its message page, the bounces admin, the dashboard, the settings screen's buttons, "Connect
+account" and the permissions."""
 
 import re
 from email.message import EmailMessage as RawMessage
@@ -38,7 +39,7 @@ def editor_client(django_user_model, name, sites=()):
     for site in sites:
         if GroupSitePermission is None:
             group.permissions.add(change)
-        else:
+        else:  # what Wagtail's group editor stores for "may edit this setting on this site"
             GroupSitePermission.objects.create(group=group, site=site, permission=change)
     user = django_user_model.objects.create_user(username=name, password="pw")
     user.groups.add(group)
