@@ -1,10 +1,8 @@
 """The settings screen, its status panel and buttons, and who may use them."""
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
-from wagtail.models import GroupSitePermission
 
 from tests.conftest import SMTP_USER
 from tests.helpers_admin import (
@@ -19,6 +17,7 @@ from tests.helpers_admin import (
     successes,
     verify_url,
 )
+from tests.helpers_outbox import denied, editor_client
 from wagtail_own_smtp.models import SendRecord, SmtpSettings
 
 pytestmark = pytest.mark.django_db
@@ -34,37 +33,16 @@ def second_site():
     return make_site("second.example", default=False, name="Second site")
 
 
-def _editor(django_user_model, name, *, sites=(), global_change=False):
-    """An admin user whose group may change the setting on ``sites`` (or everywhere)."""
-    group = Group.objects.create(name=f"{name} group")
-    group.permissions.add(
-        Permission.objects.get(content_type__app_label="wagtailadmin", codename="access_admin")
-    )
-    change = Permission.objects.get(
-        content_type__app_label="wagtail_own_smtp", codename="change_smtpsettings"
-    )
-    if global_change:
-        group.permissions.add(change)
-    for site in sites:
-        # What Wagtail's group editor stores for "may edit this setting on this site".
-        GroupSitePermission.objects.create(group=group, site=site, permission=change)
-    user = django_user_model.objects.create_user(username=name, password="pw")
-    user.groups.add(group)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def outsider(django_user_model):
     """May use the admin, but not this setting."""
-    return _editor(django_user_model, "outsider")
+    return editor_client(django_user_model, "outsider")
 
 
 @pytest.fixture
 def site_editor(django_user_model, site):
     """May change the setting of the default site only."""
-    return _editor(django_user_model, "site-editor", sites=[site])
+    return editor_client(django_user_model, "site-editor", [site])
 
 
 def saved_server(site, server):
@@ -73,11 +51,6 @@ def saved_server(site, server):
     SmtpSettings.objects.filter(site=site).update(
         host="localhost", port=server.port, from_email=SMTP_USER
     )
-
-
-def _denied(response):
-    # Wagtail answers a PermissionDenied in the admin with a redirect to the dashboard.
-    return response.status_code == 302 and response.url == reverse("wagtailadmin_home")
 
 
 def test_the_settings_screen_looks_like_the_help_page(admin_client, site):
@@ -179,10 +152,10 @@ def test_anonymous_visitors_are_sent_to_the_login(client, site, starttls_server)
 def test_without_the_settings_permission_nothing_is_reachable(outsider, site, starttls_server):
     saved_server(site, starttls_server)
 
-    assert _denied(outsider.get(edit_url(site)))
-    assert _denied(outsider.post(edit_url(site), form_data(starttls_server, host="other")))
-    assert _denied(outsider.post(action_url("resend", site)))
-    assert _denied(outsider.post(action_url("test_connection", site)))
+    assert denied(outsider.get(edit_url(site)))
+    assert denied(outsider.post(edit_url(site), form_data(starttls_server, host="other")))
+    assert denied(outsider.post(action_url("resend", site)))
+    assert denied(outsider.post(action_url("test_connection", site)))
 
     assert stored(site).host == "localhost"
     assert starttls_server.auth_attempts == 0
@@ -193,10 +166,10 @@ def test_per_site_permissions_are_honoured(site_editor, client, site, second_sit
     saved_server(second_site, starttls_server)
 
     # The other site: no screen, no buttons.
-    assert _denied(site_editor.get(edit_url(second_site)))
-    assert _denied(site_editor.post(edit_url(second_site), form_data(starttls_server)))
-    assert _denied(site_editor.post(action_url("resend", second_site)))
-    assert _denied(site_editor.post(action_url("test_connection", second_site)))
+    assert denied(site_editor.get(edit_url(second_site)))
+    assert denied(site_editor.post(edit_url(second_site), form_data(starttls_server)))
+    assert denied(site_editor.post(action_url("resend", second_site)))
+    assert denied(site_editor.post(action_url("test_connection", second_site)))
     assert starttls_server.auth_attempts == 0
 
     # Their own site: the whole flow.
@@ -217,7 +190,7 @@ def test_per_site_permissions_are_honoured(site_editor, client, site, second_sit
 def test_an_editor_of_another_site_who_confirms_gets_the_public_page(
     django_user_model, admin_client, site, second_site, starttls_server
 ):
-    other_editor = _editor(django_user_model, "other-editor", sites=[second_site])
+    other_editor = editor_client(django_user_model, "other-editor", [second_site])
     save_settings(admin_client, site, starttls_server)
     token = link_token(starttls_server.wait_for(1)[0])
 

@@ -3,7 +3,7 @@
 import pytest
 from wagtail.models import ModelLogEntry
 
-from tests.test_outbox import denied, editor_client, per_site, site_a, site_b, stored
+from tests.helpers_outbox import denied, editor_client, per_site, site_a, site_b, stored
 from wagtail_own_smtp import bounces
 from wagtail_own_smtp.models import Bounce, Suppression
 

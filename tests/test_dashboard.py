@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from tests.delivery_helpers import own_server
 from tests.helpers_admin import edit_url
-from tests.test_outbox import editor_client, per_site, site_a, site_b, stored
+from tests.helpers_outbox import editor_client, per_site, site_a, site_b, stored
 from wagtail_own_smtp.models import SmtpSettings
 
 pytestmark = pytest.mark.django_db

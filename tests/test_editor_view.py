@@ -23,10 +23,11 @@ from tests.helpers_admin import (
     save_settings,
     verify_url,
 )
+from tests.helpers_outbox import stored
 from tests.test_locale import PO_FILE, _editor, read_po
-from tests.test_outbox import stored
-from wagtail_own_smtp import chart, forecast, outbox, timeline
+from wagtail_own_smtp import chart, forecast, timeline
 from wagtail_own_smtp.models import OutboundMessage, SendRecord, SiteSendState, SmtpSettings
+from wagtail_own_smtp.views import outbox_table
 
 pytestmark = pytest.mark.django_db
 __all__ = ["real_backend"]
@@ -405,4 +406,4 @@ def test_the_expected_times_walk_the_queue_in_sending_order(site):
     ]
     SmtpSettings.objects.filter(site=site).update(sending_paused=True)
     assert timeline.expected_times([site.pk]) == {}
-    assert outbox._sent_or_expected(OutboundMessage.objects.get(pk=messages[0].pk)) == ""
+    assert outbox_table.sent_or_expected(OutboundMessage.objects.get(pk=messages[0].pk)) == ""

@@ -5,7 +5,6 @@ import urllib.parse
 from html import unescape
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from wagtail.models import GroupSitePermission
@@ -23,6 +22,7 @@ from tests.helpers_admin import (
     successes,
     verify_url,
 )
+from tests.helpers_outbox import denied, editor_client
 from wagtail_own_smtp import crypto
 
 pytestmark = pytest.mark.django_db
@@ -62,26 +62,6 @@ def back_from(client, landing):
     parts = urllib.parse.urlsplit(landing)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == CALLBACK
     return client.get(f"{parts.path}?{parts.query}", follow=True)
-
-
-def _editor(django_user_model, name, site):
-    group = Group.objects.create(name=f"{name} group")
-    group.permissions.add(
-        Permission.objects.get(content_type__app_label="wagtailadmin", codename="access_admin")
-    )
-    change = Permission.objects.get(
-        content_type__app_label="wagtail_own_smtp", codename="change_smtpsettings"
-    )
-    GroupSitePermission.objects.create(group=group, site=site, permission=change)
-    user = django_user_model.objects.create_user(username=name, password="pw")
-    user.groups.add(group)
-    client = Client()
-    client.force_login(user)
-    return client, group
-
-
-def _denied(response):
-    return response.status_code == 302 and response.url == reverse("wagtailadmin_home")
 
 
 # -- the status panel -------------------------------------------------------------------------
@@ -331,9 +311,9 @@ def test_without_the_settings_permission_there_is_no_sign_in(
 ):
     sign_in_settings(admin_client, site, xoauth2_server)
     other_site = make_site("second.example", default=False, name="Second site")
-    outsider, _group = _editor(django_user_model, "outsider", other_site)
+    outsider = editor_client(django_user_model, "outsider", [other_site])
 
-    assert _denied(outsider.post(action_url("oauth_connect", site)))
+    assert denied(outsider.post(action_url("oauth_connect", site)))
     assert "wagtail_own_smtp_oauth" not in outsider.session
 
 
@@ -341,15 +321,15 @@ def test_the_permission_is_checked_again_on_the_way_back(
     django_user_model, admin_client, site, identity_provider, xoauth2_server
 ):
     sign_in_settings(admin_client, site, xoauth2_server)
-    editor, group = _editor(django_user_model, "editor", site)
+    editor = editor_client(django_user_model, "editor", [site])
     landing = identity_provider.approve(connect(editor, site))
     # The permission is withdrawn while the editor signs in.
-    GroupSitePermission.objects.filter(group=group).delete()
+    GroupSitePermission.objects.filter(group__name="editor group").delete()
 
     parts = urllib.parse.urlsplit(landing)
     response = editor.get(f"{parts.path}?{parts.query}")
 
-    assert _denied(response)
+    assert denied(response)
     assert not stored(site).has_password
     assert identity_provider.count("authorization_code") == 0
 

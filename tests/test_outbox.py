@@ -1,129 +1,39 @@
-"""The outbox: listing, filters, search, counts, forecast, the message page and its actions, and
-who may see and do what (per site)."""
+"""The outbox: listing, filters, search, counts, forecast, its actions (retry a site's deferred
+mail, delete old sent mail), and who may see and do what (per site). One message's page and its
+buttons: test_outbox_message.py."""
 
 import csv
 import io
-import re
 from datetime import timedelta
-from email.message import EmailMessage as RawMessage
 from html import unescape
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from django.core.mail import EmailMessage
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conftest import SMTP_PASSWORD
 from tests.delivery_helpers import own_server, real_backend
 from tests.helpers_admin import make_site
-from wagtail_own_smtp import forecast, hints, limits, using_site
+from tests.helpers_outbox import (
+    OUTBOX,
+    GroupSitePermission,
+    count_of,
+    denied,
+    editor_a,
+    listed,
+    outsider,
+    per_site,
+    site_a,
+    site_b,
+    stored,
+)
+from wagtail_own_smtp import forecast, limits, using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState
 
-try:
-    from wagtail.models import GroupSitePermission
-except ImportError:  # Wagtail 7: a site setting's permission covers every site
-    GroupSitePermission = None
-
 pytestmark = pytest.mark.django_db
-__all__ = ["real_backend"]
-per_site = pytest.mark.skipif(
-    GroupSitePermission is None, reason="per-site setting permissions came with Wagtail 8"
-)
-
-OUTBOX = "/admin/own-smtp/outbox/"
-
-
-# -- fixtures and helpers ---------------------------------------------------------------------
-
-
-def editor_client(django_user_model, name, sites=()):
-    """A logged-in admin user whose group may change the SMTP setting of ``sites`` only."""
-    group = Group.objects.create(name=f"{name} group")
-    group.permissions.add(
-        Permission.objects.get(content_type__app_label="wagtailadmin", codename="access_admin")
-    )
-    change = Permission.objects.get(
-        content_type__app_label="wagtail_own_smtp", codename="change_smtpsettings"
-    )
-    for site in sites:
-        if GroupSitePermission is None:
-            group.permissions.add(change)
-        else:
-            GroupSitePermission.objects.create(group=group, site=site, permission=change)
-    user = django_user_model.objects.create_user(username=name, password="pw")
-    user.groups.add(group)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def site_a():
-    return make_site()
-
-
-@pytest.fixture
-def site_b():
-    return make_site("second.example", default=False, name="Second site")
-
-
-@pytest.fixture
-def editor_a(django_user_model, site_a):
-    return editor_client(django_user_model, "editor-a", [site_a])
-
-
-@pytest.fixture
-def outsider(django_user_model):
-    return editor_client(django_user_model, "outsider")
-
-
-def raw(subject="Hello", to="someone@example.org", sender="surveys@platform.example"):
-    message = RawMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = "<outbox-test@platform.example>"
-    message.set_content("Body of the message")
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-
-
-def stored(site, subject="Hello", to=("someone@example.org",), status="queued", **fields):
-    """A message in the outbox, stored directly (what the backend stores, without sending)."""
-    data = raw(subject, ", ".join(to))
-    fields.setdefault("next_attempt_at", timezone.now())
-    return OutboundMessage.objects.create(
-        site=site,
-        subject=subject,
-        envelope_from="surveys@platform.example",
-        recipients=list(to),
-        recipient_count=len(to),
-        raw_message=data,
-        size=len(data),
-        status=status,
-        **fields,
-    )
-
-
-def listed(response):
-    """Primary keys of the messages in the listing, in order."""
-    html = response.content.decode()
-    return [int(pk) for pk in re.findall(r'data-own-smtp-message="(\d+)"', html)]
-
-
-def count_of(response, status):
-    match = re.search(
-        rf'data-own-smtp-count="{status}"[^>]*>\s*[^<]*<span data-own-smtp-count-value>([\d,]+)<',
-        response.content.decode(),
-    )
-    return int(match.group(1).replace(",", ""))
-
-
-def denied(response):
-    # Wagtail answers a PermissionDenied in the admin with a redirect to the dashboard.
-    return response.status_code == 302 and response.url == reverse("wagtailadmin_home")
+__all__ = ["real_backend", "site_a", "site_b", "editor_a", "outsider"]
 
 
 # -- listing, filters, search, counts ---------------------------------------------------------
@@ -327,34 +237,7 @@ def test_forecast_says_why_mail_waits(admin_client, site_a, site_b):
     assert "sends via the platform's mail service now" in html
 
 
-# -- actions, with real servers ---------------------------------------------------------------
-
-
-@pytest.mark.usefixtures("real_backend")
-def test_retry_now_makes_a_deferred_message_due_and_dispatch_sends_it(
-    admin_client, site_a, starttls_server
-):
-    own_server(site_a, starttls_server)
-    with using_site(site_a):
-        EmailMessage("Deferred one", "Body", "surveys@platform.example", ["p@example.org"]).send()
-    message = OutboundMessage.objects.get()
-    later = timezone.now() + timedelta(hours=1)
-    OutboundMessage.objects.filter(pk=message.pk).update(
-        status="deferred", attempts=1, next_attempt_at=later, last_error="451 4.3.0 Try later"
-    )
-    dispatch(budget_seconds=2)
-    assert starttls_server.received == []  # not due yet
-
-    response = admin_client.post(reverse("wagtail_own_smtp_admin:outbox_retry", args=[message.pk]))
-    assert response.status_code == 302
-    message.refresh_from_db()
-    assert message.next_attempt_at <= timezone.now()
-
-    report = dispatch(budget_seconds=5)
-    assert report.sent == 1
-    assert [r.message["Subject"] for r in starttls_server.received] == ["Deferred one"]
-    message.refresh_from_db()
-    assert message.status == "sent"
+# -- the listing's actions, with real servers -----------------------------------------------
 
 
 @pytest.mark.usefixtures("real_backend")
@@ -372,41 +255,6 @@ def test_retry_deferred_of_a_site_makes_them_all_due(admin_client, site_a, start
     assert "3 deferred messages are due now." in response.content.decode()
     assert dispatch(budget_seconds=5).sent == 3
     assert len(starttls_server.received) == 3
-
-
-@pytest.mark.usefixtures("real_backend")
-def test_cancel_sets_cancelled_and_dispatch_never_sends_it(admin_client, site_a, starttls_server):
-    own_server(site_a, starttls_server)
-    with using_site(site_a):
-        for subject in ("Keep", "Drop"):
-            EmailMessage(subject, "Body", "surveys@platform.example", ["p@example.org"]).send()
-    drop = OutboundMessage.objects.get(subject="Drop")
-
-    response = admin_client.post(
-        reverse("wagtail_own_smtp_admin:outbox_cancel", args=[drop.pk]), follow=True
-    )
-    assert "The message was cancelled" in response.content.decode()
-    drop.refresh_from_db()
-    assert drop.status == "cancelled"
-
-    dispatch(budget_seconds=5)
-    assert [r.message["Subject"] for r in starttls_server.received] == ["Keep"]
-    drop.refresh_from_db()
-    assert drop.status == "cancelled"
-    # A retry does not bring a cancelled message back either.
-    admin_client.post(reverse("wagtail_own_smtp_admin:outbox_retry", args=[drop.pk]))
-    drop.refresh_from_db()
-    assert drop.status == "cancelled"
-
-
-def test_a_sent_message_cannot_be_cancelled(admin_client, site_a):
-    sent = stored(site_a, status="sent", sent_at=timezone.now())
-    response = admin_client.post(
-        reverse("wagtail_own_smtp_admin:outbox_cancel", args=[sent.pk]), follow=True
-    )
-    assert "Only queued or deferred messages can be cancelled" in response.content.decode()
-    sent.refresh_from_db()
-    assert sent.status == "sent"
 
 
 @per_site
@@ -448,78 +296,6 @@ def test_delete_old_sent_form_errors_sit_next_to_the_field(admin_client, site_a)
     field = html[html.index('data-contentpath="older_than_days"') :]
     errors = field[: field.index('name="older_than_days"')]
     assert "Ensure this value is greater than or equal to 1." in errors
-
-
-# -- the message page -------------------------------------------------------------------------
-
-
-@pytest.mark.usefixtures("real_backend")
-def test_message_page_shows_headers_attempts_and_reply_never_the_password(
-    admin_client, site_a, starttls_server
-):
-    own_server(site_a, starttls_server)
-    # (A quota reply would back the whole site off and spend no attempt: the hint of a stored
-    # reply is shown by test_message_page_of_a_refused_recipient.)
-    starttls_server.behaviour.data_reply = "451 4.3.0 Temporary lookup failure"
-    with using_site(site_a):
-        EmailMessage(
-            "Quarterly survey",
-            "Only-in-the-body-7351",
-            "Survey Team <surveys@platform.example>",
-            ["p@example.org"],
-        ).send()
-    dispatch(budget_seconds=3)
-    message = OutboundMessage.objects.get()
-    assert message.status == "deferred" and message.attempts == 1
-
-    html = admin_client.get(
-        reverse("wagtail_own_smtp_admin:outbox_message", args=[message.pk])
-    ).content.decode()
-
-    assert "<code data-own-smtp-last-error>451 4.3.0 Temporary lookup failure</code>" in html
-    assert '<td data-own-smtp-field="attempts">1</td>' in html
-    assert 'data-own-smtp-field="last-attempt"' in html
-    assert 'data-own-smtp-field="expected-at"' in html
-    assert '<th scope="row">Subject</th>' in html and "Quarterly survey" in html
-    assert "Survey Team &lt;surveys@platform.example&gt;" in html  # the From header
-    assert "Only-in-the-body-7351" not in html  # headers only
-    assert 'id="own-smtp-retry"' in html and 'id="own-smtp-cancel"' in html
-    assert SMTP_PASSWORD not in html
-
-
-def test_message_page_of_a_refused_recipient(admin_client, site_a):
-    reply = "p@example.org: 550 5.4.5 Daily user sending quota exceeded."
-    failed = stored(site_a, status="failed", attempts=1, last_error=reply)
-    html = admin_client.get(
-        reverse("wagtail_own_smtp_admin:outbox_message", args=[failed.pk])
-    ).content.decode()
-    assert f"<code data-own-smtp-last-error>{reply}</code>" in html
-    assert "data-own-smtp-hint" in html
-    assert 'id="own-smtp-cancel"' not in html and 'id="own-smtp-retry"' in html
-
-
-@pytest.mark.parametrize(
-    ("reply", "words"),
-    [
-        ("535 5.7.8 Authentication credentials invalid", "username or password"),
-        ("530 5.7.57 Client not authenticated to send mail", "Microsoft 365"),
-        (
-            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled",
-            "Microsoft 365",
-        ),
-        ("a@b.example: 550 5.4.5 Daily user sending quota exceeded.", "quota"),
-        ("450 Mail send limit exceeded.", "quota"),
-        ("534 5.7.9 Application-specific password required.", "app password"),
-        ("530 5.7.0 Must issue a STARTTLS command first", "STARTTLS"),
-        ("550 5.1.1 No such user", None),
-    ],
-)
-def test_stored_replies_get_the_hint_transport_gives(reply, words):
-    hint = hints.hint_for_reply(reply)
-    if words is None:
-        assert hint == ""
-    else:
-        assert words in hint
 
 
 # -- who may see and do what ------------------------------------------------------------------

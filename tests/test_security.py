@@ -38,7 +38,7 @@ from tests.helpers_admin import (
     stored,
     verify_url,
 )
-from tests.test_outbox import editor_client
+from tests.helpers_outbox import editor_client
 from tests.test_secrets import WRONG_PASSWORD, assert_no_secret
 from wagtail_own_smtp import servers, transport, using_site
 from wagtail_own_smtp.backends import MessageTooLarge

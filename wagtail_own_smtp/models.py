@@ -18,7 +18,6 @@ from .bounce_models import Bounce, MailboxState, Suppression  # noqa: F401
 from .choices import (
     SIGN_IN_METHODS,
     AuthMethod,
-    BounceKind,  # noqa: F401  (read from here by bounce_admin; its home is choices)
     DeliveryMode,
     MailboxSecurity,
     MessageStatus,

@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from . import views
+from .views import verify
 
 app_name = "wagtail_own_smtp"
 
 urlpatterns = [
-    path("verify/<str:token>/", views.verify, name="verify"),
-    path("verified/", views.verified, name="verified"),
+    path("verify/<str:token>/", verify.verify, name="verify"),
+    path("verified/", verify.verified, name="verified"),
 ]

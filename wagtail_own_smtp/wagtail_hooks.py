@@ -1,15 +1,23 @@
-"""Admin wiring: confirmation after a save, and the status panel's actions (with the OAuth
-sign-in)."""
+"""The app's Wagtail hooks: a page served as its site's, the confirmation after a save, the admin
+URLs (status panel buttons, "Connect account", outbox, bounces), the Reports menu items, the
+suppression log action and the dashboard panel."""
 
 from django.urls import include, path, reverse
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin import messages
+from wagtail.admin.menu import MenuItem
 
-from . import bounce_admin, outbox, verification, views
+from . import verification
+from .dashboard import OutboxPanel
 from .forms import security_hint
 from .middleware import serving_page
 from .models import SmtpSettings
+from .permissions import may_use_outbox
+from .views import bounces as bounce_views
+from .views import oauth as oauth_views
+from .views import outbox, server
+from .views.notices import add_confirmation_messages
 
 
 # The highest order wraps innermost: only the page's own serve runs as its site's (Wagtail's view
@@ -29,7 +37,7 @@ def confirm_changed_server(request, instance):
         return None
     result = verification.settings_saved(instance, request=request)
     if result is not None:
-        views.add_confirmation_messages(request, result)
+        add_confirmation_messages(request, result)
     hint = security_hint(instance)
     if hint and not (result and result.failure and result.failure.hint == hint):
         messages.warning(request, hint)
@@ -37,13 +45,14 @@ def confirm_changed_server(request, instance):
 
 
 _admin_urls = [
-    path("<int:site_pk>/send-confirmation/", views.resend_confirmation, name="resend"),
-    path("<int:site_pk>/test-connection/", views.test_connection, name="test_connection"),
-    path("<int:site_pk>/oauth/connect/", views.oauth_connect, name="oauth_connect"),
+    path("<int:site_pk>/send-confirmation/", server.resend_confirmation, name="resend"),
+    path("<int:site_pk>/test-connection/", server.test_connection, name="test_connection"),
+    path("<int:site_pk>/test-mailbox/", server.test_mailbox, name="test_mailbox"),
+    path("<int:site_pk>/oauth/connect/", oauth_views.oauth_connect, name="oauth_connect"),
     # One fixed address for every site: the providers accept only registered redirect URIs.
-    path("oauth/callback/", views.oauth_callback, name="oauth_callback"),
+    path("oauth/callback/", oauth_views.oauth_callback, name="oauth_callback"),
     *outbox.urlpatterns,
-    *bounce_admin.urlpatterns,
+    *bounce_views.urlpatterns,
 ]
 
 
@@ -57,9 +66,16 @@ def register_admin_urls():
     ]
 
 
+class ReportMenuItem(MenuItem):
+    """A Reports menu item shown to users who may change a site's SMTP setting."""
+
+    def is_shown(self, request):
+        return may_use_outbox(request.user)
+
+
 def _report_item(label, url_name, icon_name, order):
-    """A Reports menu item of the app, shown to users who may change a site's SMTP setting."""
-    return outbox.OutboxMenuItem(
+    """A Reports menu item of the app (outbox, bounces, suppressed addresses)."""
+    return ReportMenuItem(
         label,
         reverse(f"wagtail_own_smtp_admin:{url_name}"),
         name=f"own-smtp-{url_name}",
@@ -86,11 +102,11 @@ def register_suppressions_menu_item():
 @hooks.register("register_log_actions")
 def register_log_actions(actions):
     actions.register_action(
-        bounce_admin.LIFT_ACTION, _("Lift a suppression"), _("Suppression lifted")
+        bounce_views.LIFT_ACTION, _("Lift a suppression"), _("Suppression lifted")
     )
 
 
 @hooks.register("construct_homepage_panels")
 def add_outbox_panel(request, panels):
-    if outbox.may_use_outbox(request.user):
-        panels.append(outbox.OutboxPanel(request))
+    if may_use_outbox(request.user):
+        panels.append(OutboxPanel(request))

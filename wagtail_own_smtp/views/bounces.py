@@ -6,36 +6,23 @@ or an address that works again); each lift is logged in Wagtail's history.
 """
 
 import django_filters
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.filters import WagtailFilterSet
 from wagtail.admin.ui.tables import Column, TitleColumn
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
-from wagtail.admin.views.reports import ReportView
 from wagtail.log_actions import log
 
-from . import bounces, crypto
-from .mailbox import MailboxFailure
-from .models import Bounce, BounceKind, SmtpSettings, Suppression
-from .outbox import _site_for_change, local_datetime, outbox_sites, settings_permission_policy
+from ..choices import BounceKind
+from ..models import Bounce, Suppression
+from ..permissions import outbox_sites, row_for_change
+from .reports import PerSiteReport, local_datetime, site_name
 
 LIFT_ACTION = "wagtail_own_smtp.lift_suppression"
-
-
-def visible(queryset, user):
-    if user.is_active and user.is_superuser:
-        return queryset
-    return queryset.filter(site__in=outbox_sites(user))
-
-
-def _site_name(row):
-    return row.site.site_name or row.site.hostname
 
 
 class _SiteAndKindFilterSet(WagtailFilterSet):
@@ -62,19 +49,9 @@ class SuppressionFilterSet(_SiteAndKindFilterSet):
         fields = []
 
 
-class _PerSiteReport(ReportView):
+class _SearchOneColumn(PerSiteReport):
     header_icon = "warning"
-    is_searchable = True
     search_field = ""  # the one column searched
-    paginate_by = 50
-    permission_required = "change"
-
-    @cached_property
-    def permission_policy(self):
-        return settings_permission_policy()
-
-    def get_base_queryset(self):
-        return visible(self.model.objects.select_related("site"), self.request.user)
 
     def search_queryset(self, queryset):
         if not self.is_searching:
@@ -82,7 +59,7 @@ class _PerSiteReport(ReportView):
         return queryset.filter(**{f"{self.search_field}__icontains": self.search_query})
 
 
-class BouncesView(_PerSiteReport):
+class BouncesView(_SearchOneColumn):
     page_title = gettext_lazy("Bounces")
     index_url_name = "wagtail_own_smtp_admin:bounces"
     index_results_url_name = "wagtail_own_smtp_admin:bounces_results"
@@ -99,7 +76,7 @@ class BouncesView(_PerSiteReport):
         Column("kind", label=gettext_lazy("Kind"), accessor="get_kind_display"),
         Column("status_code", label=gettext_lazy("Status code")),
         Column("diagnostic", label=gettext_lazy("Remote server's reply")),
-        Column("site", label=gettext_lazy("Website"), accessor=_site_name),
+        Column("site", label=gettext_lazy("Website"), accessor=site_name),
         Column(
             "received_at",
             label=gettext_lazy("Received"),
@@ -109,7 +86,7 @@ class BouncesView(_PerSiteReport):
     ]
 
 
-class SuppressionsView(_PerSiteReport):
+class SuppressionsView(_SearchOneColumn):
     page_title = gettext_lazy("Suppressed addresses")
     index_url_name = "wagtail_own_smtp_admin:suppressions"
     index_results_url_name = "wagtail_own_smtp_admin:suppressions_results"
@@ -124,7 +101,7 @@ class SuppressionsView(_PerSiteReport):
             url_name="wagtail_own_smtp_admin:suppression_lift",
         ),
         Column("reason", label=gettext_lazy("Reason"), accessor="get_reason_display"),
-        Column("site", label=gettext_lazy("Website"), accessor=_site_name),
+        Column("site", label=gettext_lazy("Website"), accessor=site_name),
         Column(
             "since",
             label=gettext_lazy("Since"),
@@ -140,8 +117,7 @@ class _OneRow(WagtailAdminTemplateMixin, TemplateView):
     list_label = ""
 
     def dispatch(self, request, *args, **kwargs):
-        self.row = get_object_or_404(self.model.objects.select_related("site"), pk=kwargs["pk"])
-        _site_for_change(request.user, self.row.site_id)  # PermissionDenied for other sites
+        self.row = row_for_change(self.model.objects, request.user, kwargs["pk"])
         return super().dispatch(request, *args, **kwargs)
 
     def get_page_subtitle(self):
@@ -208,46 +184,12 @@ class LiftSuppressionView(_OneRow):
         messages.success(
             request,
             _("%(address)s is mailed again by %(site)s.")
-            % {"address": suppression.address, "site": _site_name(suppression)},
+            % {"address": suppression.address, "site": site_name(suppression)},
         )
         return redirect("wagtail_own_smtp_admin:suppressions")
 
 
-@require_POST
-def test_mailbox(request, site_pk):
-    """Log in to the saved mailbox and open its folder read-only; nothing changes."""
-    site = _site_for_change(request.user, site_pk)
-    smtp_settings = SmtpSettings.for_site(site)
-    settings_url = reverse(
-        "wagtailsettings:edit", args=["wagtail_own_smtp", "smtpsettings", site.pk]
-    )
-    if not smtp_settings.imap_host:
-        messages.error(request, _("Enter the IMAP host and save first."))
-        return redirect(settings_url)
-    try:
-        count = bounces.test_mailbox(smtp_settings)
-    except crypto.UndecryptablePassword:
-        messages.error(request, _("The stored password cannot be decrypted. Enter it again."))
-    except MailboxFailure as failure:
-        messages.error(request, _("The mailbox test failed: %(reason)s") % {"reason": failure})
-    else:
-        messages.success(
-            request,
-            _(
-                "The mailbox works: %(folder)s on %(host)s holds %(count)s messages. "
-                "Nothing was changed."
-            )
-            % {
-                "folder": smtp_settings.imap_folder,
-                "host": smtp_settings.imap_host,
-                "count": count,
-            },
-        )
-    return redirect(settings_url)
-
-
 urlpatterns = [
-    path("<int:site_pk>/test-mailbox/", test_mailbox, name="test_mailbox"),
     path("bounces/", BouncesView.as_view(), name="bounces"),
     path("bounces/results/", BouncesView.as_view(results_only=True), name="bounces_results"),
     path("bounces/<int:pk>/", BounceView.as_view(), name="bounce"),
