@@ -301,7 +301,7 @@ def warm_up(sink, site, timeout=90):
 
 def raw_smtplib(config):
     """The physical limit for Python here: prebuilt bytes through smtplib on one connection."""
-    from wagtail_own_smtp.backends import raw_message
+    from wagtail_own_smtp.message import raw_message
 
     sink = config["sink"]
     prepared = [(m.recipients(), raw_message(m)) for m in messages(config["n"])]
@@ -613,7 +613,7 @@ def scale_fill(config):
     from django.db import connection, transaction
     from wagtail.models import Page, Site
 
-    from wagtail_own_smtp.backends import envelope_address, raw_message
+    from wagtail_own_smtp.message import envelope_address, raw_message
     from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
 
     sites, per_site = config["sites"], config["per_site"]

@@ -18,10 +18,8 @@ change (an editor confirms a new server) while mail waits, and the mail must lea
 sender of the server it actually goes through.
 """
 
-import hashlib
 import logging
 import random
-import re
 import smtplib
 import time
 import uuid
@@ -29,19 +27,16 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import policy
-from email.headerregistry import Address
-from email.utils import make_msgid
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Count, Exists, F, Max, Min, OuterRef, Q, Value, When
 from django.utils import timezone
-from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import backoff, bounces, conf, crypto, limits, signals, smtp_client, transport
 from .choices import WAITING
+from .message import SenderRewrite, envelope_sender
 from .models import (
     DeliveryMode,
     MessageStatus,
@@ -368,157 +363,6 @@ def retry_delay(attempts, rng=random):
     return timedelta(seconds=min(RETRY_MAX, base * rng.uniform(0.8, 1.2)))
 
 
-# -- the sender rewrite ---------------------------------------------------------------------
-
-_LOCAL_DOMAINS = ("localhost", ".local", ".localdomain", ".internal", ".lan", ".home.arpa")
-
-
-def _fold(name, value):
-    name, header = policy.SMTP.header_store_parse(name, value)
-    return policy.SMTP.fold(name, header).encode("ascii")
-
-
-def _header_fields(head):
-    """Split a header block into raw fields (continuation lines kept with their field)."""
-    fields = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        elif line:
-            fields.append(line)
-    return fields
-
-
-def _field_name(field_bytes):
-    return field_bytes.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
-
-
-def _field_value(field_bytes):
-    value = field_bytes.split(b":", 1)[1] if b":" in field_bytes else b""
-    return value.replace(b"\r\n", b"").strip().decode("utf-8", "surrogateescape")
-
-
-def _valid_message_domain(domain):
-    domain = domain.strip().lower().rstrip(">")
-    return (
-        "." in domain
-        and not domain.startswith("[")
-        and not any(domain == d.lstrip(".") or domain.endswith(d) for d in _LOCAL_DOMAINS)
-    )
-
-
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-
-
-def _message_id_field(unique, raw, sender_domain):
-    """A Message-ID field on the sender's domain with the original unique part, or, when that
-    part is empty or malformed, one derived from the message: a retry carries the same id."""
-    if not _DOT_ATOM.fullmatch(unique):
-        unique = hashlib.sha256(raw).hexdigest()[:32]
-    value = f"<{unique}@{punycode(sender_domain)}>"
-    if len(value) <= 64 and value.isascii():
-        return f"Message-ID: {value}".encode("ascii")  # what folding gives a short ASCII id
-    return _fold("Message-ID", value).rstrip(b"\r\n")
-
-
-def _addresses(value):
-    """(the addresses of a From value, whether it parsed at all).
-
-    The email package's parser raises odd errors on some odd input (Python 3.11 fails on the
-    display name "." with an AttributeError): such a message must still go out.
-    """
-    try:
-        header = policy.default.header_factory("From", value)
-        return list(getattr(header, "addresses", ())), True
-    except Exception:
-        return [], False
-
-
-class SenderRewrite:
-    """The sender rewrite of one site's run: the parts that depend only on the verified sender
-    (its ``From`` field per display name, its domain) are built once, not per message."""
-
-    def __init__(self, sender, display_name=""):
-        self.sender = sender
-        self.display_name = display_name
-        self.domain = sender.rpartition("@")[2]
-        self.id_domain = punycode(self.domain)
-        self._from_fields = {}  # display name -> folded From field
-        self._parsed = {}  # original From value -> its addresses (bulk mail repeats one From)
-
-    def from_field(self, name):
-        if name not in self._from_fields:
-            self._from_fields[name] = _fold("From", Address(name, addr_spec=self.sender))
-        return self._from_fields[name]
-
-    def __call__(self, raw, reference=""):
-        head, separator, body = raw.partition(b"\r\n\r\n")
-        fields = _header_fields(head)
-        if reference:
-            # Only the dispatcher's own reference may match a bounce (see bounces.py).
-            own = bounces.REFERENCE_HEADER.lower()
-            fields = [f for f in fields if _field_name(f) != own]
-        by_name = {}
-        for index, field_bytes in enumerate(fields):
-            by_name.setdefault(_field_name(field_bytes), index)
-
-        original, parsed = [], True
-        if "from" in by_name:
-            value = _field_value(fields[by_name["from"]])
-            if value not in self._parsed:
-                if len(self._parsed) > 256:
-                    self._parsed.clear()
-                self._parsed[value] = _addresses(value)
-            original, parsed = self._parsed[value]
-        name = self.display_name or (original[0].display_name if original else "")
-        new_from = self.from_field(name)
-
-        replaced = {}
-        if "from" in by_name:
-            replaced[by_name["from"]] = new_from
-        sender = self.sender.lower()
-        # An original From that cannot be parsed is kept as Reply-To: it may well differ.
-        differs = not parsed or any(address.addr_spec.lower() != sender for address in original)
-        additions = [f"{bounces.REFERENCE_HEADER}: {reference}".encode()] if reference else []
-        if differs and "reply-to" not in by_name:
-            # The original field's own bytes, so its encoding stays exactly as Django wrote it.
-            from_field = fields[by_name["from"]]
-            additions.append(b"Reply-To:" + from_field.split(b":", 1)[1])
-        if "message-id" in by_name:
-            message_id = _field_value(fields[by_name["message-id"]])
-            unique, at, domain = message_id.strip().strip("<>").rpartition("@")
-            if not at or not _valid_message_domain(domain):
-                unique = unique or message_id.strip("<> ")
-                replaced[by_name["message-id"]] = _message_id_field(unique, raw, self.domain)
-        else:
-            additions.append(_fold("Message-ID", make_msgid(domain=self.id_domain)).rstrip(b"\r\n"))
-
-        lines = [replaced.get(i, f) for i, f in enumerate(fields)]
-        if "from" not in by_name:
-            additions.insert(0, new_from)
-        lines = [line.rstrip(b"\r\n") for line in lines + additions]
-        return b"\r\n".join(lines) + (separator or b"\r\n\r\n") + body
-
-
-def rewrite_sender(raw, sender, display_name=""):
-    """The message as it leaves through the own server: ``From`` is the verified sender.
-
-    The display name is ``display_name`` if given, else the original one. An original ``From``
-    with another address becomes ``Reply-To`` unless one is set. A ``Message-ID`` whose domain is
-    not a public one (Django takes the machine's host name) gets the sender's domain, keeping its
-    unique part, so retries carry the same id. Only these header lines change: every other byte,
-    the body above all, stays as queued (no re-wrapping, no re-encoding). A run builds one
-    ``SenderRewrite`` per site instead.
-    """
-    return SenderRewrite(sender, display_name)(raw)
-
-
-def envelope_sender(address):
-    """The verified sender as an envelope address (IDNA domain)."""
-    local, _at, domain = address.rpartition("@")
-    return f"{local}@{punycode(domain)}"
-
-
 # -- a run ------------------------------------------------------------------------------------
 
 
@@ -589,7 +433,7 @@ class _SiteRun:
         self.params = smtp_settings.verified_params()  # decrypted once per turn
         self.sender = envelope_sender(self.params.from_email)
         self.display_name = smtp_settings.from_name
-        self.rewrite = SenderRewrite(self.sender, self.display_name)
+        self.rewrite = SenderRewrite(self.sender, self.display_name, bounces.REFERENCE_HEADER)
         self.limits = limits.Limits.of(smtp_settings)
         self.lease_seconds = float(conf.get("LEASE_SECONDS"))
         self.lease_until = now + timedelta(seconds=self.lease_seconds)

@@ -7,12 +7,10 @@ any, stays in use.
 
 import hashlib
 import hmac
-import io
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from email.generator import BytesGenerator
 from email.headerregistry import Address
 
 from django.conf import settings as django_settings
@@ -27,6 +25,7 @@ from django.utils.translation import gettext_lazy
 from . import conf, crypto, transport
 from .dispatch import record_delivery
 from .exceptions import InvalidLink
+from .message import raw_message
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
 from .signals import server_verified
 from .tasks import dispatch_after_commit
@@ -226,15 +225,7 @@ def confirmation_message(smtp_settings, link):
         subject=subject, body=text, from_email=sender(smtp_settings), to=[smtp_settings.from_email]
     )
     message.attach_alternative(html, "text/html")
-    return as_smtp_bytes(message.message())
-
-
-def as_smtp_bytes(message):
-    """Flatten an email message with CRLF line ends (Django 5.2's MIME and 6.x's policy objects)."""
-    buffer = io.BytesIO()
-    policy = message.policy.clone(linesep="\r\n")
-    BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message, unixfrom=False)
-    return buffer.getvalue()
+    return raw_message(message)
 
 
 def _usable(smtp_settings, digest):
