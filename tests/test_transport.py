@@ -7,8 +7,10 @@ import pytest
 
 from example_project.local_smtp import LocalSmtpServer
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from wagtail_own_smtp import hints, transport
-from wagtail_own_smtp.transport import MESSAGE, SERVER, TRANSIENT, ServerParams, SmtpFailure
+from wagtail_own_smtp import hints, replies, transport
+from wagtail_own_smtp.exceptions import SmtpFailure
+from wagtail_own_smtp.replies import MESSAGE, SERVER, TRANSIENT
+from wagtail_own_smtp.transport import ServerParams
 
 RAW = (
     b"From: Survey team <mailer@customer.example>\r\n"
@@ -551,6 +553,6 @@ def test_a_daily_quota_reply_backs_the_site_off_for_a_day(starttls_server):
 
     error = failure(deliver, params(starttls_server, "starttls"))
 
-    assert error.kind == transport.THROTTLE and error.window == transport.DAY
+    assert error.kind == replies.THROTTLE and error.window == replies.DAY
     assert "550 5.4.5 Daily user sending quota exceeded." in error.text
     assert "quota" in error.hint

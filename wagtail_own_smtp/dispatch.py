@@ -34,8 +34,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import backoff, bounces, conf, crypto, limits, signals, smtp_client, transport
+from . import backoff, bounces, conf, crypto, limits, replies, signals, smtp_client, transport
 from .choices import WAITING
+from .exceptions import LeaseLost, OutcomeNotWritten
 from .message import SenderRewrite, envelope_sender
 from .models import (
     DeliveryMode,
@@ -389,14 +390,6 @@ class DispatchReport:
         }
 
 
-class _LostLease(Exception):
-    """Another dispatcher took over the site (this one stalled past its lease)."""
-
-
-class _OutcomeNotWritten(Exception):
-    """Writing the previous outcome failed while the next message was under way (``__cause__``)."""
-
-
 class _Outcome:
     """The outcome a dispatch call has not written yet: at most one, whichever site it is of.
 
@@ -487,7 +480,7 @@ class _SiteRun:
         self.settle()
         until = now + timedelta(seconds=self.lease_seconds)
         if not renew_lease(self.site_id, self.owner, until, self.schedule.last_sent_at):
-            raise _LostLease
+            raise LeaseLost
         OutboundMessage.objects.filter(
             pk__in=[m.pk for m in self.batch], claimed_by=self.owner, status=MessageStatus.SENDING
         ).update(lease_expires_at=until)
@@ -503,7 +496,6 @@ class _SiteRun:
                 self._drop_connection()
         if self.connection is None:
             self.connection = transport.open_connection(self.params, deadline=self.deadline)
-            self.connection.before_reply = self._settle_before_reply
             self.last_used = time.monotonic()
         return self.connection
 
@@ -518,7 +510,7 @@ class _SiteRun:
             return  # a failed write ended the turn (see ``_sent``)
         try:
             self._send_one()
-        except _OutcomeNotWritten as error:
+        except OutcomeNotWritten as error:
             # The message under way is not complete: the server drops it with the connection.
             self._drop_connection()
             raise error.__cause__ from None
@@ -530,9 +522,9 @@ class _SiteRun:
         try:
             connection = self._connection()
         except transport.SmtpFailure as failure:
-            if failure.kind == transport.SERVER:
+            if failure.kind == replies.SERVER:
                 self._pause(failure)
-            elif failure.kind == transport.THROTTLE:
+            elif failure.kind == replies.THROTTLE:
                 self._back_off(failure)
             else:
                 # The server cannot be reached: every claimed message waits for a retry.
@@ -550,24 +542,31 @@ class _SiteRun:
             raw = self.rewrite(
                 bytes(message.raw_message), bounces.reference(self.site_id, message.pk)
             )
-            refused = transport.send(connection, self.params, self.sender, recipients, raw)
+            refused = transport.send(
+                connection,
+                self.params,
+                self.sender,
+                recipients,
+                raw,
+                meanwhile=self._settle_before_reply,
+            )
         except transport.SmtpFailure as failure:
             self.last_used = time.monotonic()
-            if failure.kind == transport.SERVER:
+            if failure.kind == replies.SERVER:
                 self._pause(failure)
                 return
-            if failure.kind == transport.THROTTLE:
+            if failure.kind == replies.THROTTLE:
                 self._back_off(failure)
                 return
             self.batch.popleft()
-            if failure.kind == transport.MESSAGE:
+            if failure.kind == replies.MESSAGE:
                 self._fail(message, failure.text)
             else:
                 self._defer(message, failure)
                 if failure.code in (None, 421) or getattr(connection, "sock", None) is None:
                     self._drop_connection()  # reconnect for the next message
             return
-        except _OutcomeNotWritten:
+        except OutcomeNotWritten:
             raise
         except Exception as error:  # a bug must not block the queue behind this message
             logger.exception("Unexpected error while sending message %s", message.pk)
@@ -584,9 +583,7 @@ class _SiteRun:
         sent_at = self.clock()
         note = ""
         if refused:
-            note = transport.classify(
-                smtplib.SMTPRecipientsRefused(refused), "send", self.params
-            ).text
+            note = replies.refused_text(refused)
         recipients = len(message.recipients)
         self.schedule.record(sent_at, recipients)
 
@@ -627,9 +624,9 @@ class _SiteRun:
             try:
                 self.outcome.settle()
             except Exception as error:
-                raise _OutcomeNotWritten from error
+                raise OutcomeNotWritten from error
             if self.write_error is not None:  # this site's own write failed: stop here
-                raise _OutcomeNotWritten from self.write_error
+                raise OutcomeNotWritten from self.write_error
 
     def _fail(self, message, reason):
         self.settle()
@@ -886,7 +883,7 @@ def _dispatch(budget_seconds, until_empty, progress):
                 except crypto.UndecryptablePassword as error:
                     hint = gettext_lazy("Enter the password again and confirm the server.")
                     pause_site(
-                        item, transport.SmtpFailure(transport.SERVER, str(error), hint=hint), report
+                        item, transport.SmtpFailure(replies.SERVER, str(error), hint=hint), report
                     )
                     release_lease(item.site_id, owner)
                     done.add(item.site_id)
@@ -898,7 +895,7 @@ def _dispatch(budget_seconds, until_empty, progress):
                     run_slot, _run_reason = run.slot(now)
                     if run_slot is not None and run_slot <= now:
                         run.send_one()
-            except _LostLease:
+            except LeaseLost:
                 logger.warning("Lost the lease of site %s to another dispatcher", run.site_id)
                 run.close()
                 del runs[run.site_id]

@@ -24,9 +24,10 @@ from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, transport
 from .dispatch import record_delivery
-from .exceptions import InvalidLink
+from .exceptions import InvalidLink, SmtpFailure
 from .message import raw_message
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
+from .replies import SERVER
 from .signals import server_verified
 from .tasks import dispatch_after_commit
 
@@ -88,7 +89,7 @@ class ConfirmationResult:
     """What happened to a confirmation message: sent to ``recipient``, or ``failure``."""
 
     recipient: str
-    failure: transport.SmtpFailure | None = None
+    failure: SmtpFailure | None = None
 
     @property
     def sent(self):
@@ -146,13 +147,13 @@ def send_confirmation(smtp_settings, request=None):
         finally:
             transport.close_quietly(connection)
     except crypto.UndecryptablePassword:
-        failure = transport.SmtpFailure(
-            transport.SERVER,
+        failure = SmtpFailure(
+            SERVER,
             _("The stored password cannot be decrypted with the configured keys."),
             hint=gettext_lazy("Enter the password again and save."),
         )
         return _record_failure(smtp_settings, failure)
-    except transport.SmtpFailure as failure:
+    except SmtpFailure as failure:
         return _record_failure(smtp_settings, failure)
 
     record_delivery(smtp_settings.site_id, 1, timezone.now())
