@@ -26,8 +26,9 @@ from tests.delivery_helpers import (
     wait_until,
 )
 from wagtail_own_smtp import signals, using_site
-from wagtail_own_smtp.dispatch import dispatch, retry_delay
+from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
+from wagtail_own_smtp.queue import retry_delay
 
 pytestmark = pytest.mark.usefixtures("real_backend")
 __all__ = ["real_backend"]

@@ -170,7 +170,7 @@ class EmailBackend(BaseEmailBackend):
         through the platform once the editor chose the own server.
         """
         from .models import OutboundMessage
-        from .tasks import dispatch_after_commit
+        from .queue import dispatch_after_commit
 
         limit = conf.get("MAX_MESSAGE_SIZE")
         now = timezone.now()

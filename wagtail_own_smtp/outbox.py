@@ -34,11 +34,11 @@ from wagtail.admin.views.reports import ReportView
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from . import dispatch, forecast, hints, timeline
+from . import forecast, hints, queue, timeline
 from .bounces import bounce_rate
 from .choices import WAITING
 from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
-from .tasks import dispatch_after_commit
+from .queue import dispatch_after_commit
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
 CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
@@ -482,7 +482,7 @@ def cancel_message(request, pk):
 def retry_site(request, site_pk):
     """Make all deferred mail of one site due now."""
     site = _site_for_change(request.user, site_pk)
-    count = dispatch.retry_deferred([site.pk])
+    count = queue.retry_deferred([site.pk])
     if count:
         dispatch_after_commit()
     messages.success(

@@ -2,7 +2,8 @@
 
 A confirmation is sent through the parameters as saved; the link in it copies them to the
 ``verified_*`` fields the dispatcher sends through. Until then the earlier verified server, if
-any, stays in use.
+any, stays in use. This module is the only writer of the verification state (the status, the
+server's last error and hint, the ``verified_*`` fields, the pause the dispatcher asks for).
 """
 
 import hashlib
@@ -23,13 +24,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, transport
-from .dispatch import record_delivery
 from .exceptions import InvalidLink, SmtpFailure
 from .message import raw_message
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
+from .queue import dispatch_after_commit
 from .replies import SERVER
+from .sendstate import record_delivery
 from .signals import server_verified
-from .tasks import dispatch_after_commit
 
 # The verification state written after a save, a confirmation or a failure: never the
 # editable fields, so a concurrent edit of the parameters is not overwritten.
@@ -158,6 +159,18 @@ def send_confirmation(smtp_settings, request=None):
 
     record_delivery(smtp_settings.site_id, 1, timezone.now())
     return ConfirmationResult(recipient=params.from_email)
+
+
+def pause_sending(smtp_settings, failure):
+    """The server refuses the site's mail (AUTH, the sender, TLS, or the stored password cannot
+    be decrypted): the dispatcher sends nothing more for the site until an editor fixes and
+    confirms its server again; the settings show the server's words and a hint."""
+    SmtpSettings.objects.filter(pk=smtp_settings.pk).update(
+        sending_paused=True,
+        verification_status=VerificationStatus.FAILED,
+        last_error=failure.text,
+        last_error_hint=stored_hint(failure.hint),
+    )
 
 
 def _record_failure(smtp_settings, failure):
