@@ -8,8 +8,6 @@ bytes, and its counts per status come from one aggregate query.
 
 import json
 from datetime import timedelta
-from email import policy
-from email.parser import BytesHeaderParser
 
 import django_filters
 from django import forms
@@ -37,6 +35,7 @@ from wagtail.models import Site
 from . import forecast, hints, queue, timeline
 from .bounces import bounce_rate
 from .choices import WAITING
+from .message import message_headers
 from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
 from .queue import dispatch_after_commit
 
@@ -126,23 +125,6 @@ def search_filter(term):
         # SQLite keeps the JSON text with \\u escapes for non-ASCII characters.
         condition |= Q(recipients__icontains=escaped)
     return condition
-
-
-def message_headers(raw):
-    """``(name, value)`` of a stored message's header fields, decoded; never the body."""
-    raw = bytes(raw)
-    head, separator, _body = raw.partition(b"\r\n\r\n")
-    if not separator:
-        head = raw.partition(b"\n\n")[0]
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(head + b"\r\n\r\n")
-    headers = []
-    for name, value in parsed.raw_items():
-        try:
-            text = str(policy.default.header_factory(name, value))
-        except Exception:  # a malformed field is shown as stored
-            text = str(value)
-        headers.append((name, " ".join(text.split())))
-    return headers
 
 
 def local_datetime(value):
