@@ -763,14 +763,14 @@ def _dispatcher_sql():
     """The dispatcher's look for due sites and one site's claim, as SQL with parameters."""
     from django.utils import timezone
 
-    from wagtail_own_smtp import dispatch, queue
+    from wagtail_own_smtp import dispatch, mailqueue
     from wagtail_own_smtp.models import OutboundMessage
 
     now = timezone.now()
     queries = [("due sites", dispatch.sites_with_due_mail(now))]
     site_id = OutboundMessage.objects.values_list("site_id", flat=True).first()
     names = ("queued", "deferred", "abandoned")
-    parts = queue.messages().filter(site_id=site_id).due_parts(now)
+    parts = mailqueue.messages().filter(site_id=site_id).due_parts(now)
     for name, part in zip(names, parts, strict=True):
         claim = part.order_by("next_attempt_at", "pk").values_list("next_attempt_at", "pk", "size")
         queries.append((f"claim ({name})", claim[:100]))

@@ -169,8 +169,8 @@ class EmailBackend(BaseEmailBackend):
         Mail waits in the queue even while the site has no verified server: it never goes out
         through the platform once the editor chose the own server.
         """
+        from .mailqueue import dispatch_after_commit
         from .models import OutboundMessage
-        from .queue import dispatch_after_commit
 
         limit = conf.get("MAX_MESSAGE_SIZE")
         now = timezone.now()

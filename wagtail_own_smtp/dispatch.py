@@ -22,8 +22,8 @@ from django.db.models import Exists, OuterRef, Q
 
 from . import backoff, conf, limits
 from .exceptions import LeaseLost
+from .mailqueue import messages, outcomes_without_flush
 from .models import DeliveryMode, SmtpSettings
-from .queue import messages, outcomes_without_flush
 from .sendstate import database_clock, lease_states
 from .session import KEEP_OPEN, OutcomePipeline, SiteSession
 

@@ -16,8 +16,8 @@ from django.utils.translation import ngettext
 
 from . import limits
 from .choices import WAITING
+from .mailqueue import messages
 from .models import DeliveryMode, MessageStatus, SiteSendState, SmtpSettings
-from .queue import messages
 from .sendstate import window_records
 
 

@@ -32,12 +32,12 @@ from wagtail.admin.views.reports import ReportView
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from . import forecast, hints, queue, timeline
+from . import forecast, hints, mailqueue, timeline
 from .bounces import bounce_rate
 from .choices import WAITING
+from .mailqueue import dispatch_after_commit
 from .message import message_headers
 from .models import Bounce, MessageStatus, OutboundMessage, SmtpSettings
-from .queue import dispatch_after_commit
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
 CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
@@ -464,7 +464,7 @@ def cancel_message(request, pk):
 def retry_site(request, site_pk):
     """Make all deferred mail of one site due now."""
     site = _site_for_change(request.user, site_pk)
-    count = queue.retry_deferred([site.pk])
+    count = mailqueue.retry_deferred([site.pk])
     if count:
         dispatch_after_commit()
     messages.success(

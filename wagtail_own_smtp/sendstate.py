@@ -55,7 +55,7 @@ def record_delivery(site_id, recipients, sent_at):
     """Count recipients handed to a site's server toward its interval and rolling windows.
 
     Every message through the server counts, confirmation messages included (providers count them).
-    The dispatcher writes its own records with the outcome, in one commit (``queue.record_sent``).
+    The dispatcher writes its own with the outcome, in one commit (``mailqueue.record_sent``).
     """
     SendRecord.objects.create(site_id=site_id, recipients=recipients, sent_at=sent_at)
     later = Q(last_sent_at__isnull=True) | Q(last_sent_at__lt=sent_at)

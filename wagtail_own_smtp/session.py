@@ -24,9 +24,7 @@ from django.utils.translation import gettext_lazy
 
 from . import backoff, bounces, conf, limits, signals, smtp_client, transport, verification
 from .exceptions import LeaseLost, OutcomeNotWritten, SmtpFailure, UndecryptablePassword
-from .message import SenderRewrite, envelope_sender
-from .models import MessageStatus, OutboundMessage
-from .queue import (
+from .mailqueue import (
     claim_due,
     extend_claims,
     record_deferred,
@@ -35,6 +33,8 @@ from .queue import (
     release_claims,
     too_old_to_retry,
 )
+from .message import SenderRewrite, envelope_sender
+from .models import MessageStatus, OutboundMessage
 from .replies import MESSAGE, SERVER, THROTTLE, refused_text
 from .sendstate import (
     forget_old_records,

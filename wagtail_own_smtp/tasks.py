@@ -2,7 +2,7 @@
 
 django-q2 redelivers a task whose worker died and may run two at once; dispatch takes a lease per
 site, so a second run finds the busy sites leased and returns. A run is queued when work commits
-by ``queue.dispatch_after_commit``, and every minute by the schedule made here.
+by ``mailqueue.dispatch_after_commit``, and every minute by the schedule made here.
 
 Budget rule: ``WAGTAIL_OWN_SMTP_DISPATCH_BUDGET + 2 * WAGTAIL_OWN_SMTP_TIMEOUT`` must be below
 ``Q_CLUSTER["timeout"]``, and ``Q_CLUSTER["retry"]`` above ``timeout``. A run starts no message
@@ -11,7 +11,7 @@ after its budget, so it ends at the latest one connection plus one message (each
 """
 
 from . import conf, dispatch
-from .queue import DISPATCH_TASK
+from .mailqueue import DISPATCH_TASK
 
 SCHEDULE_NAME = "wagtail_own_smtp.dispatch"
 BOUNCES_SCHEDULE_NAME = "wagtail_own_smtp.bounces"

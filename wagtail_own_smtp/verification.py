@@ -25,9 +25,9 @@ from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, transport
 from .exceptions import InvalidLink, SmtpFailure
+from .mailqueue import dispatch_after_commit
 from .message import raw_message
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
-from .queue import dispatch_after_commit
 from .replies import SERVER
 from .sendstate import record_delivery
 from .signals import server_verified

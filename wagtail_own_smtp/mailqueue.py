@@ -1,6 +1,9 @@
 """The outbound queue: claims, outcome writes, durability, the retry policy, and the one way to
 start a dispatch run once the work that queued mail commits.
 
+Named ``mailqueue``, not ``queue``: a module of that name would stand for the standard library's
+``queue`` wherever the package's own folder is on ``sys.path`` (``makemessages`` run from it).
+
 A message is claimed (``sending``) under the lease of the dispatcher that sends it, with an
 expiry: if that worker dies, the claim runs out and the message is due again. Its outcome is
 written right after the server answered, so a crash can cause at most the one message in flight

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.delivery_helpers import make_site, own_server, queue_mail, real_backend
 from wagtail_own_smtp import signals
 from wagtail_own_smtp.dispatch import dispatch
-from wagtail_own_smtp.queue import retry_delay
+from wagtail_own_smtp.mailqueue import retry_delay
 
 pytestmark = pytest.mark.usefixtures("real_backend")
 __all__ = ["real_backend"]
