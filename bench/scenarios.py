@@ -301,7 +301,7 @@ def warm_up(sink, site, timeout=90):
 
 def raw_smtplib(config):
     """The physical limit for Python here: prebuilt bytes through smtplib on one connection."""
-    from wagtail_own_smtp.backends import raw_message
+    from wagtail_own_smtp.message import raw_message
 
     sink = config["sink"]
     prepared = [(m.recipients(), raw_message(m)) for m in messages(config["n"])]
@@ -613,7 +613,7 @@ def scale_fill(config):
     from django.db import connection, transaction
     from wagtail.models import Page, Site
 
-    from wagtail_own_smtp.backends import envelope_address, raw_message
+    from wagtail_own_smtp.message import envelope_address, raw_message
     from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
 
     sites, per_site = config["sites"], config["per_site"]
@@ -761,26 +761,19 @@ def scale_status(config):
 
 def _dispatcher_sql():
     """The dispatcher's look for due sites and one site's claim, as SQL with parameters."""
-    from django.db.models import Exists, OuterRef, Q
     from django.utils import timezone
 
-    from wagtail_own_smtp import dispatch
+    from wagtail_own_smtp import dispatch, mailqueue
     from wagtail_own_smtp.models import OutboundMessage
 
     now = timezone.now()
-    due = Q()
-    for part in dispatch._due_parts(now):
-        due |= Exists(OutboundMessage.objects.filter(part, site_id=OuterRef("site_id")))
-    queries = [("due sites", dispatch.sendable_settings().filter(due))]
+    queries = [("due sites", dispatch.sites_with_due_mail(now))]
     site_id = OutboundMessage.objects.values_list("site_id", flat=True).first()
     names = ("queued", "deferred", "abandoned")
-    for name, part in zip(names, dispatch._due_parts(now), strict=True):
-        claim = (
-            OutboundMessage.objects.filter(part, site_id=site_id)
-            .order_by("next_attempt_at", "pk")
-            .values_list("next_attempt_at", "pk", "size")[:100]
-        )
-        queries.append((f"claim ({name})", claim))
+    parts = mailqueue.messages().filter(site_id=site_id).due_parts(now)
+    for name, part in zip(names, parts, strict=True):
+        claim = part.order_by("next_attempt_at", "pk").values_list("next_attempt_at", "pk", "size")
+        queries.append((f"claim ({name})", claim[:100]))
     return [(name, *query.query.sql_with_params()) for name, query in queries]
 
 

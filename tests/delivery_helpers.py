@@ -11,11 +11,13 @@ from pathlib import Path
 
 import django
 import pytest
+from django.core.mail import EmailMessage
 from django.db import connection
 from django.utils import timezone
 
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
 from tests.helpers_admin import make_site
+from wagtail_own_smtp import using_site
 from wagtail_own_smtp.models import OutboundMessage, SmtpSettings
 
 MANAGE = Path(__file__).with_name("manage.py")
@@ -145,3 +147,15 @@ def wait_until(predicate, timeout=15.0, interval=0.05):
             return True
         time.sleep(interval)
     return False
+
+
+def queue_mail(count, prefix="m", to=None, site=None):
+    """Queue ``count`` messages as ``site``'s mail (by default the default site's)."""
+    with using_site(site or make_site()):
+        for i in range(count):
+            EmailMessage(
+                f"{prefix}{i}",
+                f"Body {i}",
+                "surveys@platform.example",
+                to or [f"{prefix}{i}@ex.org"],
+            ).send()

@@ -19,7 +19,7 @@ from tests.delivery_helpers import (
     subprocess_env,
     wait_until,
 )
-from wagtail_own_smtp import tasks, using_site
+from wagtail_own_smtp import mailqueue, tasks, using_site
 
 __all__ = ["real_backend"]
 
@@ -63,7 +63,7 @@ def test_qcluster_with_orm_broker_delivers_within_seconds(starttls_server, setti
     print(f"{connection.vendor}/ORM broker: delivered {latency:.2f} s after send_mail")
     assert latency < 5, log
     assert received.rcpt_tos == ["a@example.org"]
-    assert Task.objects.filter(func=tasks.DISPATCH_TASK, success=True).exists(), log
+    assert Task.objects.filter(func=mailqueue.DISPATCH_TASK, success=True).exists(), log
 
 
 @pytest.mark.skipif(
@@ -111,11 +111,11 @@ def test_qcluster_with_redis_broker_delivers_within_seconds(
 def test_schedule_exists_after_migrate_and_ensuring_it_is_idempotent():
     from django_q.models import Schedule
 
-    (schedule,) = Schedule.objects.filter(func=tasks.DISPATCH_TASK)
+    (schedule,) = Schedule.objects.filter(func=mailqueue.DISPATCH_TASK)
     assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1
     schedule.minutes = 5
     schedule.save()
     tasks.ensure_schedule()
     tasks.ensure_schedule()
-    (schedule,) = Schedule.objects.filter(func=tasks.DISPATCH_TASK)
+    (schedule,) = Schedule.objects.filter(func=mailqueue.DISPATCH_TASK)
     assert schedule.minutes == 1 and schedule.repeats == -1

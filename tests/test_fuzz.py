@@ -18,8 +18,9 @@ from tests.conftest import SMTP_USER
 from tests.delivery_helpers import own_server, real_backend
 from tests.helpers_admin import edit_url, make_site
 from wagtail_own_smtp import crypto, using_site
-from wagtail_own_smtp.dispatch import dispatch, rewrite_sender
+from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.forms import normalize_host
+from wagtail_own_smtp.message import rewrite_sender
 from wagtail_own_smtp.models import (
     MAX_INTERVAL_SECONDS,
     MAX_PER_DAY,

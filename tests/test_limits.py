@@ -19,8 +19,9 @@ from tests.delivery_helpers import (
     statuses,
 )
 from wagtail_own_smtp import limits, using_site
-from wagtail_own_smtp.dispatch import dispatch, record_delivery, take_lease
+from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage, SendRecord, SiteSendState
+from wagtail_own_smtp.sendstate import record_delivery, take_lease
 
 __all__ = ["real_backend"]
 

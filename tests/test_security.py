@@ -517,7 +517,7 @@ def test_the_password_shows_nowhere(admin_client, site, starttls_server, setting
     from django_q.tasks import async_task
     from wagtail.models import ModelLogEntry
 
-    from wagtail_own_smtp import tasks
+    from wagtail_own_smtp import mailqueue
 
     pages, exceptions = {}, []
     with caplog.at_level(logging.DEBUG):
@@ -533,12 +533,12 @@ def test_the_password_shows_nowhere(admin_client, site, starttls_server, setting
         # Mail through the verified server, dispatched by a django-q2 task (stored as a row).
         with using_site(site):
             EmailMessage("Invitation", "Body", ORIGINAL_FROM, ["a@example.org"]).send()
-        async_task(tasks.DISPATCH_TASK, sync=True)
+        async_task(mailqueue.DISPATCH_TASK, sync=True)
         # The server's password changes: the next dispatch fails the login and pauses the site.
         starttls_server.credentials = (SMTP_USER, "changed on the server")
         with using_site(site):
             EmailMessage("Reminder", "Body", ORIGINAL_FROM, ["b@example.org"]).send()
-        async_task(tasks.DISPATCH_TASK, sync=True)
+        async_task(mailqueue.DISPATCH_TASK, sync=True)
         message = OutboundMessage.objects.get(subject="Reminder")
         for name, url in {
             "settings, paused": edit_url(site),
@@ -574,7 +574,7 @@ def test_the_password_shows_nowhere(admin_client, site, starttls_server, setting
         assert "535" in text
         assert_no_secret(text, "an exception")
 
-    assert Task.objects.filter(func=tasks.DISPATCH_TASK).count() == 2
+    assert Task.objects.filter(func=mailqueue.DISPATCH_TASK).count() == 2
     assert ModelLogEntry.objects.filter(content_type__model="smtpsettings").exists()
     with connection.cursor() as cursor:
         scanned = {

@@ -18,7 +18,7 @@ from django.utils import timezone
 from tests.conftest import SMTP_USER
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
 from tests.helpers_admin import errors, save_settings, stored
-from wagtail_own_smtp import transport, using_site
+from wagtail_own_smtp import replies, using_site
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.forecast import site_forecast
 from wagtail_own_smtp.models import OutboundMessage, SiteSendState, SmtpSettings
@@ -280,14 +280,14 @@ def test_a_refused_login_ends_with_quit(admin_client, starttls_server):
 @pytest.mark.parametrize(
     ("stage", "code", "text", "kind"),
     [
-        ("mail", 421, "421 4.7.0 Error: too many errors", transport.TRANSIENT),
+        ("mail", 421, "421 4.7.0 Error: too many errors", replies.TRANSIENT),
         ("rcpt", 450, "450 4.2.0 <p@ex.org>: Recipient address rejected: Greylisted", "transient"),
-        ("rcpt", 550, "550 5.1.1 <p@ex.org>: User unknown", transport.MESSAGE),
+        ("rcpt", 550, "550 5.1.1 <p@ex.org>: User unknown", replies.MESSAGE),
         ("rcpt", 553, "553 5.1.8 <s@x>: Domain of sender address does not exist", "server"),
-        ("mail", 552, "552 5.3.4 Message size exceeds fixed limit", transport.MESSAGE),
-        ("data", 552, "552 5.2.2 Mailbox full", transport.MESSAGE),
-        ("greeting", 554, "554 5.7.1 You are not allowed to connect", transport.SERVER),
+        ("mail", 552, "552 5.3.4 Message size exceeds fixed limit", replies.MESSAGE),
+        ("data", 552, "552 5.2.2 Mailbox full", replies.MESSAGE),
+        ("greeting", 554, "554 5.7.1 You are not allowed to connect", replies.SERVER),
     ],
 )
 def test_the_scope_of_other_replies(stage, code, text, kind):
-    assert transport.reply_scope(stage, code, text, "s@x")[0] == kind
+    assert replies.reply_scope(stage, code, text, "s@x")[0] == kind

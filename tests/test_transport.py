@@ -7,8 +7,10 @@ import pytest
 
 from example_project.local_smtp import LocalSmtpServer
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
-from wagtail_own_smtp import hints, transport
-from wagtail_own_smtp.transport import MESSAGE, SERVER, TRANSIENT, ServerParams, SmtpFailure
+from wagtail_own_smtp import hints, replies, transport
+from wagtail_own_smtp.exceptions import SmtpFailure
+from wagtail_own_smtp.replies import MESSAGE, SERVER, TRANSIENT
+from wagtail_own_smtp.transport import ServerParams
 
 RAW = (
     b"From: Survey team <mailer@customer.example>\r\n"
@@ -138,6 +140,45 @@ def test_partly_refused_recipients_are_returned(starttls_server):
 
     assert refused == {"gone@example.org": (550, b"5.1.1 No such user")}
     assert starttls_server.wait_for(1)[0].rcpt_tos == [READER]
+
+
+def test_work_given_to_a_send_runs_once_before_the_message_is_complete(starttls_server):
+    """The dispatcher writes the previous outcome while the server reads the next MAIL FROM."""
+    server_params = params(starttls_server, "starttls")
+    connection = transport.open_connection(server_params)
+    seen = []
+    try:
+        transport.send(
+            connection,
+            server_params,
+            SMTP_USER,
+            [READER],
+            RAW,
+            meanwhile=lambda: seen.append(len(starttls_server.received)),
+        )
+        transport.send(connection, server_params, SMTP_USER, [READER], RAW)
+    finally:
+        transport.close_quietly(connection)
+    assert seen == [0]  # once, and the message had not arrived yet
+    assert len(starttls_server.wait_for(2)) == 2
+
+
+def test_what_that_work_raises_ends_the_send_and_the_message_never_arrives(starttls_server):
+    class NotWritten(Exception):
+        pass
+
+    def fail():
+        raise NotWritten
+
+    server_params = params(starttls_server, "starttls")
+    connection = transport.open_connection(server_params)
+    try:
+        with pytest.raises(NotWritten):
+            transport.send(connection, server_params, SMTP_USER, [READER], RAW, meanwhile=fail)
+    finally:
+        connection.close()  # the message is incomplete: dropped with the connection
+    time.sleep(0.2)
+    assert starttls_server.received == []
 
 
 # -- the server's configuration is wrong: SERVER --------------------------------------------
@@ -551,6 +592,6 @@ def test_a_daily_quota_reply_backs_the_site_off_for_a_day(starttls_server):
 
     error = failure(deliver, params(starttls_server, "starttls"))
 
-    assert error.kind == transport.THROTTLE and error.window == transport.DAY
+    assert error.kind == replies.THROTTLE and error.window == replies.DAY
     assert "550 5.4.5 Daily user sending quota exceeded." in error.text
     assert "quota" in error.hint

@@ -16,22 +16,17 @@ Django 6.1+ (``MAILERS``): the fallback is another mailer alias::
     }
 """
 
-import inspect
-from email import policy
-from email.errors import MessageError
-from email.headerregistry import Address, AddressHeader
-
 import django
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.utils import timezone
-from django.utils.encoding import punycode
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf
 from .exceptions import MessageTooLarge
+from .message import envelope_address, raw_message
 from .middleware import current_site
 
 # Connection options Django's get_connection() may pass (Wagtail's mail helper passes
@@ -50,38 +45,6 @@ _CONNECTION_OPTIONS = (
 )
 
 _HAS_MAILERS = django.VERSION >= (6, 1)
-
-
-def raw_message(message):
-    """The RFC 5322 bytes of a Django EmailMessage, with CRLF line ends as sent over SMTP.
-
-    Building them raises Django's own errors for bad headers (e.g. a newline in the subject),
-    before anything is stored; the email package's own (e.g. a newline in an attachment's file
-    name) become a ValueError too.
-    """
-    try:
-        if "policy" in inspect.signature(message.message).parameters:
-            # Django 6.0+: Python's modern email API; the SMTP policy writes CRLF.
-            return message.message(policy=policy.SMTP).as_bytes()
-        return message.message().as_bytes(linesep="\r\n")
-    except MessageError as error:
-        raise ValueError(str(error)) from error
-
-
-def envelope_address(address):
-    """The addr-spec of an address for the SMTP envelope (IDNA domain).
-
-    A local part that needs quotes keeps them: ``"a@evil.example>"@legit.example`` is one
-    mailbox at legit.example, never ``<a@evil.example>``.
-    """
-    address = str(address)
-    if "\r" in address or "\n" in address:
-        raise ValueError(_("Invalid address; address parts cannot contain newlines."))
-    parsed = AddressHeader.value_parser(address)
-    mailboxes = parsed.all_mailboxes
-    if len(mailboxes) != 1 or not mailboxes[0].local_part or not mailboxes[0].domain:
-        raise ValueError(_("Invalid address: %(address)s") % {"address": address})
-    return Address(username=mailboxes[0].local_part, domain=punycode(mailboxes[0].domain)).addr_spec
 
 
 def is_report_to_staff(message):
@@ -206,8 +169,8 @@ class EmailBackend(BaseEmailBackend):
         Mail waits in the queue even while the site has no verified server: it never goes out
         through the platform once the editor chose the own server.
         """
+        from .mailqueue import dispatch_after_commit
         from .models import OutboundMessage
-        from .tasks import dispatch_after_commit
 
         limit = conf.get("MAX_MESSAGE_SIZE")
         now = timezone.now()

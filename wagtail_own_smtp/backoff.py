@@ -1,6 +1,6 @@
 """A site backed off by its server: a throttle or quota ("this site for a while").
 
-The server said the account may not send now (``transport.THROTTLE``). The session has ended,
+The server said the account may not send now (``replies.THROTTLE``). The session has ended,
 every message stays queued without spending an attempt, and the site sends nothing until its
 window can have room again; the forecast says why and until when.
 """

@@ -29,6 +29,15 @@ class SmtpFailure(OwnSmtpError):
         return self.text
 
 
+class LeaseLost(OwnSmtpError):
+    """Another dispatcher took over the site's lease (this one stalled past it): stop sending."""
+
+
+class OutcomeNotWritten(OwnSmtpError):
+    """A sent message's outcome could not be written while the next message was under way;
+    ``__cause__`` is why. That next message is incomplete: its connection must be dropped."""
+
+
 class PrivateHostError(OwnSmtpError, ValueError):
     """The host resolves to an address this app refuses to connect to."""
 

@@ -1,7 +1,9 @@
-"""A site's queue in words: how much waits, at what pace, and when the last message goes out.
+"""Every read-only figure of a site's queue, and the words for them: how much waits, at what pace,
+and when the last message goes out.
 
-The figures come from ``dispatch.site_outlook`` (the dispatcher's own schedule over the limits);
-this module only words them, for the outbox and the dashboard panel.
+The figures come from the dispatcher's own schedule over the limits (``limits.Schedule``), read
+for many sites at once where the admin shows many; the words are for the outbox, the dashboard
+panel and ``own_smtp_status``.
 """
 
 from dataclasses import dataclass
@@ -14,8 +16,9 @@ from django.utils.translation import ngettext
 
 from . import limits
 from .choices import WAITING
-from .dispatch import queue_counts, site_outlook, waiting_times
-from .models import DeliveryMode, OutboundMessage, SiteSendState, SmtpSettings
+from .mailqueue import messages
+from .models import DeliveryMode, MessageStatus, SiteSendState, SmtpSettings
+from .sendstate import window_records
 
 
 def number(value):
@@ -203,7 +206,7 @@ def sites_in_use(sites):
     # ``sites`` filters the outer query; the subqueries need not join it again (with a
     # thousand sites the planner may loop over them once per row)
     own = SmtpSettings.objects.filter(delivery_mode=DeliveryMode.OWN)
-    waiting = OutboundMessage.objects.filter(status__in=WAITING)
+    waiting = messages().waiting()
     return sites.filter(
         Q(pk__in=own.values("site_id")) | Q(pk__in=waiting.values("site_id"))
     ).order_by("hostname", "port")
@@ -237,3 +240,96 @@ def forecasts(sites, now=None):
         }
         result.append(site_forecast(smtp_settings, now, read, backoffs.get(site.pk)))
     return result
+
+
+# -- the figures ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outlook:
+    """A site's queue at a glance."""
+
+    counts: dict
+    next_slot: object  # datetime, or None when nothing waits
+    drained_at: object  # datetime, or None when nothing waits or a message can never fit
+    never_fits: bool = False
+
+
+def queue_counts(site_ids=None):
+    """``{site_id: {status: count}}`` in one aggregate query (every status present, 0 or more)."""
+    return messages().of_sites(site_ids).counts_by_site()
+
+
+def waiting_mail(site_ids=None):
+    """``{site_id: [(recipient_count, next_attempt_at), ...]}`` of waiting mail in sending order."""
+    return messages().of_sites(site_ids).waiting_by_site()
+
+
+def waiting_times(site_ids=None):
+    """``{site_id: (first, latest)}``: the earliest and latest ``next_attempt_at`` of waiting mail.
+
+    All a site without caps needs for its forecast, in one aggregate query, instead of every
+    waiting row.
+    """
+    return messages().of_sites(site_ids).waiting_times_by_site()
+
+
+_UNREAD = object()
+
+
+def site_outlook(
+    smtp_settings,
+    now=None,
+    counts=None,
+    last_sent_at=_UNREAD,
+    waiting=None,
+    times=_UNREAD,
+    backoff_until=_UNREAD,
+):
+    """Queue counts, next send slot and estimated drain time of a site (a few queries).
+
+    ``counts`` (the site's entry of ``queue_counts``), ``last_sent_at`` and ``backoff_until`` (its
+    ``SiteSendState``),
+    ``times`` (its entry of ``waiting_times``) and, for a site with caps, ``waiting`` (its entry
+    of ``waiting_mail``) when the caller read them for many sites at once: only a site with caps
+    then costs a query (its window records). A site without caps never reads its waiting rows:
+    their number and due times tell when the last goes.
+    """
+    now = now or timezone.now()
+    site_id = smtp_settings.site_id
+    if counts is None:
+        counts = queue_counts([site_id]).get(site_id)
+    counts = counts or dict.fromkeys(MessageStatus.values, 0)
+    waiting_count = sum(counts[status] for status in WAITING)
+    if not waiting_count:
+        return Outlook(counts, None, None)
+    site_limits = limits.Limits.of(smtp_settings)
+    if site_limits.windows():
+        if waiting is None:
+            waiting = waiting_mail([site_id]).get(site_id, [])
+        if not waiting:
+            return Outlook(counts, None, None)
+        recipients = [count for count, _due in waiting]
+        first_due = waiting[0][1]
+        latest_retry = max(due for _count, due in waiting)
+    else:
+        if times is _UNREAD:
+            times = waiting_times([site_id]).get(site_id)
+        if not times:
+            return Outlook(counts, None, None)
+        first_due, latest_retry = times
+        recipients = [1] * waiting_count  # without caps, only their number matters
+    if last_sent_at is _UNREAD or backoff_until is _UNREAD:
+        state = SiteSendState.objects.filter(site_id=site_id).first()
+        if last_sent_at is _UNREAD:
+            last_sent_at = state.last_sent_at if state else None
+        if backoff_until is _UNREAD:
+            backoff_until = state.backoff_until if state else None
+    start = max(now, backoff_until or now)  # nothing goes while the server's window is closed
+    records = window_records(site_id, site_limits, now)
+    schedule = limits.Schedule(site_limits, last_sent_at, records, now)
+    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, start))
+    drained_at = limits.drain_eta(recipients, start, last_sent_at, records, site_limits)
+    if drained_at is not None:
+        drained_at = max(drained_at, latest_retry)
+    return Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)

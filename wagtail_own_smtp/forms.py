@@ -15,21 +15,10 @@ from . import hints, presets, transport
 from .choices import DeliveryMode
 from .login_form import LoginFieldsMixin, has_control_characters
 from .mailbox_form import MailboxFieldsMixin
+from .message import ascii_domain
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_PASSWORD_LENGTH = 1024
-
-
-def _to_ascii(host):
-    """The IDNA (punycode) form of an internationalised host name."""
-    try:
-        import idna
-    except ImportError:
-        return host.encode("idna").decode("ascii")
-    try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except idna.IDNAError as error:
-        raise UnicodeError(str(error)) from None
 
 
 def normalize_host(value):
@@ -45,7 +34,7 @@ def normalize_host(value):
         pass
     if not host.isascii():
         try:
-            host = _to_ascii(host)
+            host = ascii_domain(host)
         except UnicodeError:
             raise ValueError from None
     host = host.lower().removesuffix(".")
@@ -186,7 +175,7 @@ class SmtpSettingsForm(LoginFieldsMixin, MailboxFieldsMixin, WagtailAdminModelFo
         if domain and not domain.isascii():
             # Punycode works with every server; a UTF-8 domain would need SMTPUTF8.
             try:
-                address = f"{local}@{_to_ascii(domain)}"
+                address = f"{local}@{ascii_domain(domain)}"
             except UnicodeError:
                 raise forms.ValidationError(
                     _("Enter a valid email address."), code="invalid"

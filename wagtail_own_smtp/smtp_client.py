@@ -80,8 +80,8 @@ class PinnedSMTP(smtplib.SMTP):
 
     ``stage`` names the step in progress, so a failure can be explained (see ``hint_for``).
     ``deadline`` (a ``time.monotonic()`` moment, or None) bounds every exchange; each command has
-    ``timeout`` seconds besides. ``before_reply``, when set, is called before each reply is read
-    (the dispatcher writes an outcome while the server works, see ``dispatch._Outcome``).
+    ``timeout`` seconds besides. ``before_next_reply`` lets a caller work while the server does
+    (see ``transport.send``).
     """
 
     def __init__(self, host, address, context, implicit_tls, timeout, deadline=None):
@@ -91,7 +91,7 @@ class PinnedSMTP(smtplib.SMTP):
         self.stage = "connect"
         self.command_timeout = timeout
         self.deadline = deadline
-        self.before_reply = None
+        self._before_reply = None
         self._reply_until = None
         self._buffer, self._buffered_sock = b"", None
         super().__init__(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
@@ -140,10 +140,15 @@ class PinnedSMTP(smtplib.SMTP):
                 raise
         super().send(s)
 
+    def before_next_reply(self, work):
+        """Call ``work`` once, right before the next reply is read (None: nothing)."""
+        self._before_reply = work
+
     def getreply(self):
         """smtplib's reply reader, under the command's deadline and the reply caps, cleaned."""
-        if self.before_reply is not None:
-            self.before_reply()
+        work, self._before_reply = self._before_reply, None
+        if work is not None:
+            work()
         until = self._reply_until or self._command_until()
         code, lines, size = -1, [], 0
         while True:

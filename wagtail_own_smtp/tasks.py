@@ -1,7 +1,8 @@
 """django-q2 entry points. Each takes no arguments (never a secret) and is safe to run twice.
 
 django-q2 redelivers a task whose worker died and may run two at once; dispatch takes a lease per
-site, so a second run finds the busy sites leased and returns.
+site, so a second run finds the busy sites leased and returns. A run is queued when work commits
+by ``mailqueue.dispatch_after_commit``, and every minute by the schedule made here.
 
 Budget rule: ``WAGTAIL_OWN_SMTP_DISPATCH_BUDGET + 2 * WAGTAIL_OWN_SMTP_TIMEOUT`` must be below
 ``Q_CLUSTER["timeout"]``, and ``Q_CLUSTER["retry"]`` above ``timeout``. A run starts no message
@@ -10,9 +11,9 @@ after its budget, so it ends at the latest one connection plus one message (each
 """
 
 from . import conf, dispatch
+from .mailqueue import DISPATCH_TASK
 
 SCHEDULE_NAME = "wagtail_own_smtp.dispatch"
-DISPATCH_TASK = "wagtail_own_smtp.tasks.dispatch_task"
 BOUNCES_SCHEDULE_NAME = "wagtail_own_smtp.bounces"
 BOUNCES_TASK = "wagtail_own_smtp.tasks.bounces_task"
 
@@ -27,24 +28,6 @@ def bounces_task():
     from . import bounces
 
     return [(r.site_id, r.read, len(r.bounces), r.failure) for r in bounces.read_all()]
-
-
-def dispatch_soon():
-    """Queue a dispatch run now (after mail was queued, or a server was verified)."""
-    from django_q.tasks import async_task
-
-    return async_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
-
-
-def dispatch_after_commit():
-    """Queue a dispatch run once the current transaction commits (at once outside one).
-
-    robust: a broker that is down must not turn committed work (queued mail, a confirmation)
-    into an error; the every-minute schedule picks it up.
-    """
-    from django.db import transaction
-
-    transaction.on_commit(dispatch_soon, robust=True)
 
 
 def ensure_schedule(using="default", **kwargs):

@@ -14,8 +14,8 @@ from django.utils import timezone
 from . import limits
 from .chart import sending_chart
 from .choices import WAITING
-from .dispatch import window_records
 from .models import OutboundMessage, SendRecord, SiteSendState, SmtpSettings
+from .sendstate import window_records
 
 WALK_LIMIT = 5_000  # waiting messages walked per site; later ones show their due time
 HISTORY = timedelta(hours=24)

@@ -2,17 +2,16 @@
 
 A confirmation is sent through the parameters as saved; the link in it copies them to the
 ``verified_*`` fields the dispatcher sends through. Until then the earlier verified server, if
-any, stays in use.
+any, stays in use. This module is the only writer of the verification state (the status, the
+server's last error and hint, the ``verified_*`` fields, the pause the dispatcher asks for).
 """
 
 import hashlib
 import hmac
-import io
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from email.generator import BytesGenerator
 from email.headerregistry import Address
 
 from django.conf import settings as django_settings
@@ -25,12 +24,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, servers, transport
-from .dispatch import record_delivery
-from .exceptions import InvalidLink
+from .exceptions import InvalidLink, SmtpFailure
+from .mailqueue import dispatch_after_commit
+from .message import raw_message
 from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
+from .replies import SERVER
+from .sendstate import record_delivery
 from .servers import fingerprint
 from .signals import server_verified
-from .tasks import dispatch_after_commit
 
 # The verification state written after a save, a confirmation or a failure: never the
 # editable fields, so a concurrent edit of the parameters is not overwritten.
@@ -70,7 +71,7 @@ class ConfirmationResult:
     """What happened to a confirmation message: sent to ``recipient``, or ``failure``."""
 
     recipient: str
-    failure: transport.SmtpFailure | None = None
+    failure: SmtpFailure | None = None
 
     @property
     def sent(self):
@@ -128,17 +129,29 @@ def send_confirmation(smtp_settings, request=None):
         finally:
             transport.close_quietly(connection)
     except crypto.UndecryptablePassword:
-        failure = transport.SmtpFailure(
-            transport.SERVER,
+        failure = SmtpFailure(
+            SERVER,
             _("The stored password cannot be decrypted with the configured keys."),
             hint=gettext_lazy("Enter the password again and save."),
         )
         return _record_failure(smtp_settings, failure)
-    except transport.SmtpFailure as failure:
+    except SmtpFailure as failure:
         return _record_failure(smtp_settings, failure)
 
     record_delivery(smtp_settings.site_id, 1, timezone.now())
     return ConfirmationResult(recipient=params.from_email)
+
+
+def pause_sending(smtp_settings, failure):
+    """The server refuses the site's mail (AUTH, the sender, TLS, or the stored password cannot
+    be decrypted): the dispatcher sends nothing more for the site until an editor fixes and
+    confirms its server again; the settings show the server's words and a hint."""
+    SmtpSettings.objects.filter(pk=smtp_settings.pk).update(
+        sending_paused=True,
+        verification_status=VerificationStatus.FAILED,
+        last_error=failure.text,
+        last_error_hint=stored_hint(failure.hint),
+    )
 
 
 def _record_failure(smtp_settings, failure):
@@ -207,15 +220,7 @@ def confirmation_message(smtp_settings, link):
         subject=subject, body=text, from_email=sender(smtp_settings), to=[smtp_settings.from_email]
     )
     message.attach_alternative(html, "text/html")
-    return as_smtp_bytes(message.message())
-
-
-def as_smtp_bytes(message):
-    """Flatten an email message with CRLF line ends (Django 5.2's MIME and 6.x's policy objects)."""
-    buffer = io.BytesIO()
-    policy = message.policy.clone(linesep="\r\n")
-    BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message, unixfrom=False)
-    return buffer.getvalue()
+    return raw_message(message)
 
 
 def _usable(smtp_settings, digest):

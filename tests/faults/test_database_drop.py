@@ -20,7 +20,7 @@ from tests.delivery_helpers import (
 )
 from tests.faults.conftest import needs_postgres
 from tests.faults.helpers import lease_free, queue, start_cluster, stored_ids, tally
-from wagtail_own_smtp import signals, tasks
+from wagtail_own_smtp import mailqueue, signals
 from wagtail_own_smtp.dispatch import dispatch
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_backend")]
@@ -132,22 +132,23 @@ def test_dropped_connection_of_a_qcluster_worker(starttls_server, settings, tmp_
         assert _terminate(next(pid for pid in seen if pid))
         received_when_dropped = len(starttls_server.received)
         assert wait_until(
-            lambda: Task.objects.filter(func=tasks.DISPATCH_TASK, success=False).exists(), 30
+            lambda: Task.objects.filter(func=mailqueue.DISPATCH_TASK, success=False).exists(),
+            30,
         ), "the run in progress ends with the database error"
         # The next tick (the schedule's, time compressed) once the dead run's lease ran out.
         assert wait_until(lambda: lease_free(site), 10)
-        tasks.dispatch_soon()
+        mailqueue.dispatch_soon()
         assert wait_until(lambda: statuses() == {"sent": 200}, 90), statuses()
     finally:
         log = stop_process(cluster)
 
-    failed = Task.objects.get(func=tasks.DISPATCH_TASK, success=False)
+    failed = Task.objects.get(func=mailqueue.DISPATCH_TASK, success=False)
     found = tally(starttls_server.received, expected)
     figures.update(
         found,
         received_when_dropped=received_when_dropped,
         failed_task=str(failed.result).partition(" : ")[0],
-        tasks_succeeded=Task.objects.filter(func=tasks.DISPATCH_TASK, success=True).count(),
+        tasks_succeeded=Task.objects.filter(func=mailqueue.DISPATCH_TASK, success=True).count(),
     )
     print(figures)
     assert "terminating connection" in str(failed.result) or "closed" in str(failed.result), log

@@ -24,7 +24,7 @@ from tests.delivery_helpers import (
 )
 from tests.faults.conftest import needs_postgres, needs_redis
 from tests.faults.helpers import queue, start_cluster, stored_ids, tally
-from wagtail_own_smtp import tasks
+from wagtail_own_smtp import mailqueue
 from wagtail_own_smtp.models import SendRecord, SiteSendState
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_backend")]
@@ -103,7 +103,7 @@ class Schedule(threading.Thread):
         try:
             while not self.stop.wait(0.5):
                 if not self.redis.llen(f"django_q:{Conf.CLUSTER_NAME}:q"):
-                    tasks.dispatch_soon()
+                    mailqueue.dispatch_soon()
                     self.enqueued += 1
         finally:
             connection.close()

@@ -10,7 +10,7 @@ from example_project.local_smtp import LocalSmtpServer, _free_port
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
 from tests.faults.helpers import queue, stored_ids, tally
-from wagtail_own_smtp import dispatch as dispatch_module
+from wagtail_own_smtp import mailqueue
 from wagtail_own_smtp.dispatch import dispatch
 from wagtail_own_smtp.models import OutboundMessage
 
@@ -50,8 +50,8 @@ class Outages(threading.Thread):
 @pytest.mark.django_db
 def test_drain_through_outages_and_random_421(certificates, monkeypatch, figures):
     # Time compressed: retries after 0.2 s (at most 1 s) instead of a minute (at most an hour).
-    monkeypatch.setattr(dispatch_module, "RETRY_FIRST", 0.2)
-    monkeypatch.setattr(dispatch_module, "RETRY_MAX", 1.0)
+    monkeypatch.setattr(mailqueue, "RETRY_FIRST", 0.2)
+    monkeypatch.setattr(mailqueue, "RETRY_MAX", 1.0)
     server = LocalSmtpServer(
         security="starttls",
         credentials=(SMTP_USER, SMTP_PASSWORD),

@@ -16,7 +16,7 @@ from tests.delivery_helpers import (
 )
 from tests.faults.conftest import needs_postgres
 from tests.faults.helpers import lease_free, queue, start_cluster, stored_ids, tally
-from wagtail_own_smtp import tasks
+from wagtail_own_smtp import mailqueue
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("real_backend")]
 __all__ = ["real_backend"]
@@ -50,7 +50,7 @@ def test_sigkilled_cluster_loses_nothing(starttls_server, settings, tmp_path, fi
             # The every-minute schedule, time compressed: once the dead run's lease has run
             # out, a dispatch task (what the schedule enqueues) picks the mail up.
             assert wait_until(lambda: lease_free(site), 10)
-            tasks.dispatch_soon()
+            mailqueue.dispatch_soon()
         assert wait_until(lambda: statuses() == {"sent": TOTAL}, 120), statuses()
     finally:
         log = stop_process(cluster)

@@ -24,11 +24,11 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from .. import dispatch, forecast, timeline
+from .. import forecast, mailqueue, timeline
 from ..choices import WAITING
+from ..mailqueue import dispatch_after_commit
 from ..models import Bounce, MessageStatus, OutboundMessage
 from ..permissions import may_use_outbox, outbox_sites, site_for_change
-from ..tasks import dispatch_after_commit
 from . import outbox_message, outbox_table
 from .reports import PerSiteReport
 
@@ -40,7 +40,7 @@ FORECAST_SITES = 10  # sites forecast on one page; the site filter narrows to on
 
 def retry_deferred_of(site):
     """Make all deferred mail of ``site`` due now; how many."""
-    count = dispatch.retry_deferred([site.pk])
+    count = mailqueue.retry_deferred([site.pk])
     if count:
         dispatch_after_commit()
     return count

@@ -3,9 +3,6 @@
 The page shows the stored message's header fields, never its body.
 """
 
-from email import policy
-from email.parser import BytesHeaderParser
-
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -17,9 +14,10 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from .. import hints, timeline
 from ..choices import WAITING
+from ..mailqueue import dispatch_after_commit
+from ..message import message_headers
 from ..models import MessageStatus, OutboundMessage
 from ..permissions import row_for_change
-from ..tasks import dispatch_after_commit
 from .outbox_table import outbox_url
 
 RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
@@ -42,26 +40,6 @@ def retry_now(messages_qs):
 def cancel(messages_qs):
     """Cancel queued and deferred messages (one being sent right now goes on); how many."""
     return messages_qs.filter(status__in=CANCELLABLE).update(status=MessageStatus.CANCELLED)
-
-
-# -- reading the stored bytes (message-bytes work; message.py is its later home) --------------
-
-
-def message_headers(raw):
-    """``(name, value)`` of a stored message's header fields, decoded; never the body."""
-    raw = bytes(raw)
-    head, separator, _body = raw.partition(b"\r\n\r\n")
-    if not separator:
-        head = raw.partition(b"\n\n")[0]
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(head + b"\r\n\r\n")
-    headers = []
-    for name, value in parsed.raw_items():
-        try:
-            text = str(policy.default.header_factory(name, value))
-        except Exception:  # a malformed field is shown as stored
-            text = str(value)
-        headers.append((name, " ".join(text.split())))
-    return headers
 
 
 # -- the page and its buttons ----------------------------------------------------------------

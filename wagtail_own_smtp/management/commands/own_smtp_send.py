@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from wagtail_own_smtp import dispatch
+from wagtail_own_smtp import dispatch, mailqueue
 
 WAITING_FOR = {
     "interval": gettext_lazy("the minimum interval"),
@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, until_empty=False, retry_deferred=False, verbosity=1, **options):
         if retry_deferred:
-            count = dispatch.retry_deferred()
+            count = mailqueue.retry_deferred()
             self.stdout.write(_("%(count)s deferred message(s) are due now.") % {"count": count})
         progress = self._progress if verbosity >= 1 else None
         report = dispatch.dispatch(until_empty=until_empty, progress=progress)

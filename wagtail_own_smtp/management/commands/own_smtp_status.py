@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from wagtail_own_smtp.bounces import bounce_rate
-from wagtail_own_smtp.dispatch import queue_counts, site_outlook, waiting_mail, waiting_times
+from wagtail_own_smtp.forecast import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
 from wagtail_own_smtp.models import (
     DeliveryMode,

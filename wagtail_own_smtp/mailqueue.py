@@ -1,0 +1,265 @@
+"""The outbound queue: claims, outcome writes, durability, the retry policy, and the one way to
+start a dispatch run once the work that queued mail commits.
+
+Named ``mailqueue``, not ``queue``: a module of that name would stand for the standard library's
+``queue`` wherever the package's own folder is on ``sys.path`` (``makemessages`` run from it).
+
+A message is claimed (``sending``) under the lease of the dispatcher that sends it, with an
+expiry: if that worker dies, the claim runs out and the message is due again. Its outcome is
+written right after the server answered, so a crash can cause at most the one message in flight
+on a connection to go twice (at-least-once).
+"""
+
+import random
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from . import conf
+from .models import MessageStatus, OutboundMessage, SendRecord
+from .querysets import OutboundMessageQuerySet
+
+CLAIM_BYTES = 8 * 1024 * 1024  # raw bytes held in memory per claim
+RETRY_FIRST = 60  # seconds: the first retry comes after about a minute
+RETRY_MAX = 3600  # seconds: retries come at most an hour apart
+# The django-q2 entry point that runs the dispatcher (tasks.dispatch_task), by its path: the
+# queue starts it without importing the dispatcher.
+DISPATCH_TASK = "wagtail_own_smtp.tasks.dispatch_task"
+
+
+def messages():
+    """The queue's rows with its questions (``OutboundMessageQuerySet``): the same as
+    ``OutboundMessage.objects`` where models.py attaches that QuerySet as its manager."""
+    return OutboundMessageQuerySet(OutboundMessage)
+
+
+# -- starting a run ------------------------------------------------------------------------------
+
+
+def dispatch_soon():
+    """Queue a dispatch run now (after mail was queued, or a server was verified)."""
+    from django_q.tasks import async_task
+
+    return async_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
+
+
+def dispatch_after_commit():
+    """Queue a dispatch run once the current transaction commits (at once outside one).
+
+    robust: a broker that is down must not turn committed work (queued mail, a confirmation)
+    into an error; the every-minute schedule picks it up.
+    """
+    transaction.on_commit(dispatch_soon, robust=True)
+
+
+# -- claims --------------------------------------------------------------------------------------
+
+
+def claim_due(site_id, owner, now, lease_until, limit):
+    """Mark up to ``limit`` due messages of the site ``sending`` under the lease; return them."""
+    candidates = sorted(
+        row
+        for part in messages().filter(site_id=site_id).due_parts(now)
+        for row in part.order_by("next_attempt_at", "pk").values_list(
+            "next_attempt_at", "pk", "size"
+        )[:limit]
+    )[:limit]
+    pks, held = [], 0
+    for _due_at, pk, size in candidates:
+        if pks and held + size > CLAIM_BYTES:
+            break
+        pks.append(pk)
+        held += size
+    if not pks:
+        return []
+    messages().due(now).filter(pk__in=pks).update(
+        status=MessageStatus.SENDING, claimed_by=owner, lease_expires_at=lease_until
+    )
+    claimed = OutboundMessage.objects.filter(pk__in=pks).order_by("next_attempt_at", "pk")
+    # by primary key only: a condition on the status could lead the database to that index
+    return [m for m in claimed if m.claimed_by == owner and m.status == MessageStatus.SENDING]
+
+
+def extend_claims(pks, owner, until):
+    """Keep claimed, unsent messages claimed until ``until`` (the renewed lease)."""
+    messages().claimed(owner).filter(pk__in=pks).update(lease_expires_at=until)
+
+
+def release_claims(pks, owner):
+    """Put claimed, unsent messages back: queued, or deferred if they had failed before."""
+    messages().claimed(owner).filter(pk__in=list(pks)).update(
+        status=Case(
+            When(attempts=0, then=Value(MessageStatus.QUEUED)),
+            default=Value(MessageStatus.DEFERRED),
+        ),
+        claimed_by="",
+        lease_expires_at=None,
+    )
+
+
+# -- the retry policy ----------------------------------------------------------------------------
+
+
+def retry_delay(attempts, rng=random):
+    """Exponential backoff with jitter: about a minute after the first failure, at most an hour."""
+    base = RETRY_FIRST * 2 ** min(max(attempts - 1, 0), 12)
+    return timedelta(seconds=min(RETRY_MAX, base * rng.uniform(0.8, 1.2)))
+
+
+def too_old_to_retry(message, now):
+    """Whether a message that failed for now has waited its maximum age: it fails for good."""
+    return now - message.created_at >= timedelta(seconds=conf.get("MAX_MESSAGE_AGE"))
+
+
+def retry_deferred(site_ids=None):
+    """Make deferred mail due now (``own_smtp_send --retry-deferred``); returns how many."""
+    deferred = messages().of_sites(site_ids).filter(status=MessageStatus.DEFERRED)
+    return deferred.update(next_attempt_at=timezone.now())
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+
+
+def record_failed(message_pk, reason, now):
+    """The message failed for good (a refusal, or too old to retry)."""
+    OutboundMessage.objects.filter(pk=message_pk).update(
+        status=MessageStatus.FAILED,
+        last_attempt_at=now,
+        attempts=F("attempts") + 1,
+        last_error=reason,
+        lease_expires_at=None,
+    )
+
+
+def record_deferred(message_pk, attempts, reason, now):
+    """The message failed for now: it waits for its retry, which this returns the time of."""
+    retry_at = now + retry_delay(attempts)
+    OutboundMessage.objects.filter(pk=message_pk).update(
+        status=MessageStatus.DEFERRED,
+        next_attempt_at=retry_at,
+        last_attempt_at=now,
+        attempts=attempts,
+        last_error=reason,
+        lease_expires_at=None,
+        claimed_by="",
+    )
+    return retry_at
+
+
+@contextmanager
+def outcomes_without_flush():
+    """A run's commits return without waiting for the disk, where the database allows it safely.
+
+    Each outcome is committed on its own, right after the server accepted the message (see the
+    module's docstring): waiting for the disk at every commit would cost more than talking SMTP.
+    Not waiting changes nothing when a WORKER dies: the committed outcome is with the database
+    server (PostgreSQL) or in the operating system's cache (SQLite), and survives. Only when the
+    database server or the machine itself goes down can the outcomes of the last moment (well
+    under a second) be lost; those messages then go again, like the one in flight.
+
+    PostgreSQL: ``SET LOCAL synchronous_commit TO OFF`` in each outcome's transaction (see
+    ``record_sent``), nothing to do here. SQLite: only a database in WAL mode is safe without a
+    flush at each commit; for the run (when not inside a transaction of the caller) its
+    connection uses ``PRAGMA synchronous=NORMAL``, and the host's setting is restored afterwards.
+    A database in the default rollback-journal mode is left alone: it waits for the disk.
+    """
+    previous = None
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            (journal,) = cursor.fetchone()
+            cursor.execute("PRAGMA synchronous")
+            (level,) = cursor.fetchone()
+            if journal.lower() == "wal" and level > 1:
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                previous = level
+    try:
+        yield
+    finally:
+        if previous is not None and connection.connection is not None:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"PRAGMA synchronous={int(previous)}")
+            except DatabaseError:
+                pass  # a broken connection: its next one starts with the host's setting
+
+
+def _outcome_sql():
+    """The two statements of a sent message's outcome, built once per database connection type.
+
+    They run for every message, so they skip the ORM's per-call query building: one UPDATE of
+    the message by primary key, one INSERT of its window record.
+    """
+    quote = connection.ops.quote_name
+    message, record = OutboundMessage._meta, SendRecord._meta
+
+    def column(meta, name):
+        return quote(meta.get_field(name).column)
+
+    update = (
+        f"UPDATE {quote(message.db_table)} SET "
+        f"{column(message, 'status')} = %s, {column(message, 'sent_at')} = %s, "
+        f"{column(message, 'last_attempt_at')} = %s, "
+        f"{column(message, 'attempts')} = {column(message, 'attempts')} + 1, "
+        f"{column(message, 'last_error')} = %s, {column(message, 'envelope_from')} = %s, "
+        f"{column(message, 'lease_expires_at')} = NULL "
+        f"WHERE {column(message, 'id')} = %s"
+    )
+    insert = (
+        f"INSERT INTO {quote(record.db_table)} "
+        f"({column(record, 'site')}, {column(record, 'sent_at')}, {column(record, 'recipients')}) "
+        "VALUES (%s, %s, %s)"
+    )
+    return update, insert
+
+
+_OUTCOME_SQL = {}
+
+
+def record_sent(message_pk, site_id, recipients, sent_at, note="", *, envelope_from):
+    """Mark a message ``sent`` and count its recipients in the site's windows: one commit.
+
+    ``envelope_from``: the sender it really went with (the verified one), for the outbox.
+    """
+    sql = _OUTCOME_SQL.get(connection.vendor)
+    if sql is None:
+        sql = _OUTCOME_SQL[connection.vendor] = _outcome_sql()
+    update, insert = sql
+    when = connection.ops.adapt_datetimefield_value(sent_at)
+    params = [MessageStatus.SENT.value, when, when, note, envelope_from, message_pk]
+    params += [site_id, when, recipients]
+    if _one_round_trip():
+        # PostgreSQL, client-side binding, no transaction of the caller: the whole transaction
+        # in one request to the server instead of five (each a wait for the server's turn).
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(
+                    f"BEGIN; SET LOCAL synchronous_commit TO OFF; {update}; {insert}; COMMIT",
+                    params,
+                )
+            except BaseException:
+                if connection.connection.info.transaction_status != 0:  # not idle: roll back
+                    connection.connection.execute("ROLLBACK")
+                raise
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # see outcomes_without_flush
+            cursor.execute(update, params[:6])
+            cursor.execute(insert, params[6:])
+
+
+def _one_round_trip():
+    """Whether an outcome may go as one multi-statement request (psycopg 3, client-side binding,
+    autocommit): server-side binding allows one statement per request only."""
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and connection.connection is not None
+        and hasattr(connection.connection, "info")  # psycopg 3
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
