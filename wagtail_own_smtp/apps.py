@@ -11,7 +11,10 @@ class WagtailOwnSmtpConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            domain_status,  # noqa: F401  (checks a domain once its server is verified)
+        )
         from .tasks import ensure_schedule
 
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="wagtail_own_smtp.schedule")

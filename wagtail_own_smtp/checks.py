@@ -11,11 +11,13 @@ import django
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf, crypto, transport
+from .dns_client import parse_resolvers
 
 TAG = "wagtail_own_smtp"
 OWN_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
@@ -304,3 +306,18 @@ def _oauth_error(message):
         ),
         id="wagtail_own_smtp.E007",
     )
+
+
+@checks.register(TAG)
+def check_dns_resolvers(app_configs, **kwargs):
+    try:
+        parse_resolvers(conf.get("DNS_RESOLVERS"))
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint=_('List IP addresses, e.g. ["192.0.2.53", "[2001:db8::53]:5353"].'),
+                id="wagtail_own_smtp.E008",
+            )
+        ]
+    return []

@@ -3,7 +3,7 @@
 import json
 
 from django.conf import settings as django_settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -139,6 +139,17 @@ class SmtpSettings(BaseSiteSetting):
         blank=True,
         validators=[MaxValueValidator(MAX_PER_DAY)],
         help_text=_("Recipients per rolling 24 hours; blank = unlimited."),
+    )
+    # The sender-domain check looks for its key at <selector>._domainkey.<sender domain>.
+    dkim_selector = models.CharField(
+        _("DKIM selector"),
+        max_length=63,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")],
+        help_text=_(
+            "Optional: the selector your server signs mail with, e.g. “mail” for "
+            "mail._domainkey.example.org. Not needed for Microsoft 365 and Google."
+        ),
     )
 
     # Bounces: the sender's mailbox, read with the verified login (see bounces.py).
@@ -469,3 +480,17 @@ class Suppression(models.Model):
 
     def __str__(self):
         return self.address
+
+
+class DomainCheck(models.Model):
+    """The latest sender-domain check of a site (domain_check.py): one line per check, as JSON."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="+", primary_key=True)
+    domain = models.CharField(max_length=253)
+    # domain_check.Sender.key: sites whose check asks the same questions share a fresh result.
+    sender_key = models.CharField(max_length=64, db_index=True)
+    checked_at = models.DateTimeField()
+    lines = models.JSONField(default=list)
+
+    def __str__(self):
+        return f"domain check of site {self.site_id} ({self.domain})"

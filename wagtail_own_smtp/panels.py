@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, Panel
 
 from . import crypto
+from .domain_report import checklist
 from .forms import AuthMethodSelect, security_hint
 
 
@@ -18,7 +19,7 @@ class VerificationStatusPanel(Panel):
 
         def get_context_data(self, parent_context=None):
             # Imported here: verification imports the models, which import this module.
-            from .models import SIGN_IN_METHODS
+            from .models import SIGN_IN_METHODS, DomainCheck
             from .verification import link_expires_at
 
             context = super().get_context_data(parent_context)
@@ -58,6 +59,9 @@ class VerificationStatusPanel(Panel):
                 resend_url=site_pk and reverse("wagtail_own_smtp_admin:resend", args=[site_pk]),
                 test_url=site_pk
                 and reverse("wagtail_own_smtp_admin:test_connection", args=[site_pk]),
+                domain_check=checklist(
+                    smtp_settings, DomainCheck.objects.filter(site_id=site_pk).first()
+                ),
             )
             return context
 
@@ -124,6 +128,7 @@ settings_panels = [
             FieldPanel("security"),
             FieldPanel("from_email"),
             FieldPanel("from_name"),
+            FieldPanel("dkim_selector"),
             FieldPanel("auth_method", widget=AuthMethodSelect),
             FieldPanel("username"),
             FieldPanel("password"),

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin import messages
 
-from . import bounce_admin, outbox, verification, views
+from . import bounce_admin, domain_status, domain_views, outbox, verification, views
 from .forms import security_hint
 from .middleware import serving_page
 from .models import SmtpSettings
@@ -30,6 +30,7 @@ def confirm_changed_server(request, instance):
     result = verification.settings_saved(instance, request=request)
     if result is not None:
         views.add_confirmation_messages(request, result)
+    domain_status.settings_saved(instance)
     hint = security_hint(instance)
     if hint and not (result and result.failure and result.failure.hint == hint):
         messages.warning(request, hint)
@@ -39,6 +40,7 @@ def confirm_changed_server(request, instance):
 _admin_urls = [
     path("<int:site_pk>/send-confirmation/", views.resend_confirmation, name="resend"),
     path("<int:site_pk>/test-connection/", views.test_connection, name="test_connection"),
+    path("<int:site_pk>/check-domain/", domain_views.check_again, name="check_domain"),
     path("<int:site_pk>/oauth/connect/", views.oauth_connect, name="oauth_connect"),
     # One fixed address for every site: the providers accept only registered redirect URIs.
     path("oauth/callback/", views.oauth_callback, name="oauth_callback"),

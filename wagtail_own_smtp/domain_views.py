@@ -1,0 +1,39 @@
+"""The status panel's "Check again" of the sender-domain check."""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from wagtail.admin import messages
+from wagtail.models import Site
+
+from .domain_status import check_after_commit
+from .models import SmtpSettings
+from .sender_domain import sender_of
+from .views import settings_edit_url, user_can_change
+
+
+@require_POST
+def check_again(request, site_pk):
+    """Queue a fresh check of the site's verified sender domain (CSRF-protected POST, for users
+    who may change the site's setting)."""
+    site = get_object_or_404(Site, pk=site_pk)
+    if not user_can_change(request.user, site):
+        raise PermissionDenied
+    sender = sender_of(SmtpSettings.for_site(site))
+    if sender is None:
+        messages.error(
+            request,
+            _("The check needs a verified server: save it and click the confirmation link."),
+        )
+    else:
+        check_after_commit(site.pk, fresh=True)
+        messages.success(
+            request,
+            _(
+                "The check of %(domain)s runs in the background; reload this page in a minute "
+                "to see the result."
+            )
+            % {"domain": sender.domain},
+        )
+    return redirect(settings_edit_url(site_pk))
