@@ -47,9 +47,11 @@ def parse_resolvers(entries):
     for entry in entries or ():
         text, port = str(entry).strip(), 53
         if text.startswith("["):
-            text, _bracket, rest = text[1:].partition("]")
-            if rest:
-                port = _port(entry, rest.removeprefix(":"))
+            text, bracket, rest = text[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                text = ""  # not an address: refused below
+            elif rest:
+                port = _port(entry, rest[1:])
         elif text.count(":") == 1:
             text, port = text.split(":")[0], _port(entry, text.split(":")[1])
         try:
