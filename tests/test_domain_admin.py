@@ -22,6 +22,7 @@ from tests.helpers_admin import (
     save_settings,
     successes,
     verify_url,
+    warnings,
 )
 from tests.test_admin import _denied, _editor
 from wagtail_own_smtp import tasks
@@ -228,3 +229,18 @@ def test_the_checklist_reads_in_german(client, django_user_model, dns_server, si
     assert "Kommt Mail von example.test an?" in page
     assert "Braucht Aufmerksamkeit" in page and "Bestanden" in page
     assert "Erneut prüfen" in page
+
+
+def test_clicks_on_check_again_within_a_minute_queue_one_check(
+    admin_client, site, django_capture_on_commit_callbacks
+):
+    verified_server(site)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(action_url("check_domain", site))
+        response = admin_client.post(action_url("check_domain", site), follow=True)
+
+    assert queued_checks() == [(site.pk, True)]
+    assert warnings(response) == [
+        "A check of example.test was asked for less than a minute ago; its result comes soon."
+    ]

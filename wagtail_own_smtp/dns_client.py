@@ -80,7 +80,10 @@ class BoundedResolver(dns.resolver.Resolver):
     """
 
     def __init__(self, servers, timeout, deadline):
-        super().__init__(configure=not servers)  # no setting: the system's resolver
+        try:
+            super().__init__(configure=not servers)  # no setting: the system's resolver
+        except dns.resolver.NoResolverConfiguration:
+            super().__init__(configure=False)  # none to ask: every query fails, "could not check"
         if servers:
             self.nameservers = [dns.nameserver.Do53Nameserver(a, port) for a, port in servers]
         self.search = []

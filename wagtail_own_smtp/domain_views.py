@@ -1,5 +1,6 @@
 """The status panel's "Check again" of the sender-domain check."""
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.translation import gettext as _
@@ -11,6 +12,9 @@ from .domain_status import check_after_commit
 from .models import SmtpSettings
 from .sender_domain import sender_of
 from .views import settings_edit_url, user_can_change
+
+# Clicks on "Check again" within this time queue one check: each asks DNS up to its deadline.
+AGAIN_AFTER_SECONDS = 60
 
 
 @require_POST
@@ -25,6 +29,12 @@ def check_again(request, site_pk):
         messages.error(
             request,
             _("The check needs a verified server: save it and click the confirmation link."),
+        )
+    elif not cache.add(f"wagtail_own_smtp:domain-check:{site.pk}", True, AGAIN_AFTER_SECONDS):
+        messages.warning(
+            request,
+            _("A check of %(domain)s was asked for less than a minute ago; its result comes soon.")
+            % {"domain": sender.domain},
         )
     else:
         check_after_commit(site.pk, fresh=True)
