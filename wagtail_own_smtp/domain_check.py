@@ -71,44 +71,40 @@ def _dmarc_candidates(domain):
     return [".".join(labels[index:]) for index in range(len(labels) - 1)][: DMARC_PARENTS + 1]
 
 
+def find_dmarc(client, domain):
+    """``(name, records)``: the first of the domain and its parents with a DMARC record, or
+    ``(None, [])``."""
+    for name in _dmarc_candidates(domain):
+        records = [t for t in client.txt(f"_dmarc.{name}") if t.lower().startswith("v=dmarc1")]
+        if records:
+            return name, records
+    return None, []
+
+
+def _dmarc_attention(reason, facts, name, value):
+    return Line("dmarc", Status.ATTENTION, reason, facts, [record(f"_dmarc.{name}", "TXT", value)])
+
+
 def check_dmarc(client, sender, addresses):
     domain = sender.domain
     facts = {"domain": domain}
     new_record = f"v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}"
-    for name in _dmarc_candidates(domain):
-        records = [t for t in client.txt(f"_dmarc.{name}") if t.lower().startswith("v=dmarc1")]
-        if records:
-            break
-    else:
-        return Line(
-            "dmarc",
-            Status.ATTENTION,
-            "dmarc_missing",
-            facts,
-            [record(f"_dmarc.{domain}", "TXT", new_record)],
-        )
+    name, records = find_dmarc(client, domain)
+    if not records:
+        return _dmarc_attention("dmarc_missing", facts, domain, new_record)
     facts.update(record_domain=name, current=clean(records[0]))
-    target = f"_dmarc.{name}"
     if len(records) > 1:
         facts["current"] = [clean(text) for text in records[:5]]
-        return Line(
-            "dmarc",
-            Status.ATTENTION,
-            "dmarc_two_records",
-            facts,
-            [record(target, "TXT", records[0])],
-        )
+        return _dmarc_attention("dmarc_two_records", facts, name, records[0])
     tags = dmarc_tags(records[0])
+    # A policy found at a parent applies to its subdomains through "sp=" where it has one.
     tag = "sp" if name != domain and "sp" in tags else "p"
-    policy = facts["policy"] = tags.get(tag, "").lower()
+    policy = facts["policy"] = clean(tags.get(tag, "").lower(), 40)
     if policy not in ("none", "quarantine", "reject"):
-        facts["policy"] = clean(policy, 40)
-        return Line(
-            "dmarc", Status.ATTENTION, "dmarc_invalid", facts, [record(target, "TXT", new_record)]
-        )
+        return _dmarc_attention("dmarc_invalid", facts, name, new_record)
     if policy == "none":
         value = dmarc_with(records[0], tag, "quarantine")
-        return Line("dmarc", Status.ATTENTION, "dmarc_none", facts, [record(target, "TXT", value)])
+        return _dmarc_attention("dmarc_none", facts, name, value)
     return Line("dmarc", Status.PASS, "dmarc_enforced", facts)
 
 

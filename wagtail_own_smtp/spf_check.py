@@ -71,6 +71,15 @@ def evaluate_spf(client, address, sender):
     return SpfOutcome(result, explanation, query.lookups, query.void_lookups, client.asked[start:])
 
 
+_WORST_FIRST = ("fail", "softfail", "neutral", "none")
+# How a server that is not authorised fares: "-all" refuses, "~all" marks as suspicious.
+_NOT_AUTHORISED = {"fail": "spf_fail", "softfail": "spf_softfail"}
+
+
+def _attention(reason, facts, value):
+    return Line("spf", Status.ATTENTION, reason, facts, [record(facts["domain"], "TXT", value)])
+
+
 def _spf_broken(outcome, facts, current, terms):
     """A record receivers treat as an error: too many lookups, void lookups, bad syntax."""
     if outcome.lookups > spf.MAX_LOOKUP:
@@ -80,53 +89,45 @@ def _spf_broken(outcome, facts, current, terms):
     else:
         reason = "spf_invalid"
         facts["problem"] = clean(outcome.explanation.removeprefix("SPF Permanent Error: "), 300)
-    value = spf_with([current], terms)
-    return Line("spf", Status.ATTENTION, reason, facts, [record(facts["domain"], "TXT", value)])
-
-
-_WORST_FIRST = ("fail", "softfail", "neutral", "none")
+    return _attention(reason, facts, spf_with([current], terms))
 
 
 def check_spf(client, sender, addresses):
-    domain = sender.domain
-    facts = {"domain": domain, "provider": sender.provider.name if sender.provider else ""}
+    facts = {"domain": sender.domain, "provider": sender.provider.name if sender.provider else ""}
     if not sender.provider and not addresses:
         return unresolved("spf", sender, addresses)
     terms = _server_terms(sender, addresses)
-    records = [text for text in client.txt(domain) if _is_spf(text)]
+    records = [text for text in client.txt(sender.domain) if _is_spf(text)]
     if not records:
-        value = spf_with([], terms)
-        return Line("spf", Status.ATTENTION, "spf_missing", facts, [record(domain, "TXT", value)])
+        return _attention("spf_missing", facts, spf_with([], terms))
     if len(records) > 1:
         facts["current"] = [clean(text) for text in records[:5]]
-        value = spf_with(records, terms)
-        return Line(
-            "spf", Status.ATTENTION, "spf_two_records", facts, [record(domain, "TXT", value)]
-        )
-    current = facts["current"] = clean(records[0])
+        return _attention("spf_two_records", facts, spf_with(records, terms))
+    current = records[0]
+    facts["current"] = clean(current)
+    # An address no record names: a pass means anyone passes, and the walk counts every lookup.
     probe = evaluate_spf(client, PROBE_ADDRESS, sender)
     if probe.result == "temperror":
         raise client.unavailable()
     if probe.result == "permerror":
-        return _spf_broken(probe, facts, records[0], terms)
+        return _spf_broken(probe, facts, current, terms)
     if probe.result == "pass":
-        value = spf_with([records[0]], terms, all_term="~all")
-        return Line(
-            "spf", Status.ATTENTION, "spf_allows_all", facts, [record(domain, "TXT", value)]
-        )
+        return _attention("spf_allows_all", facts, spf_with([current], terms, all_term="~all"))
     if sender.provider:
         if (sender.provider.spf_include, "TXT") in probe.asked:
             return Line("spf", Status.PASS, "spf_provider_included", facts)
-        value = spf_with([records[0]], terms)
-        return Line(
-            "spf", Status.ATTENTION, "spf_provider_missing", facts, [record(domain, "TXT", value)]
-        )
+        return _attention("spf_provider_missing", facts, spf_with([current], terms))
+    return _server_line(client, sender, addresses, facts, current)
+
+
+def _server_line(client, sender, addresses, facts, current):
+    """Whether the record lets each of the server's addresses pass."""
     outcomes = {address: evaluate_spf(client, address, sender) for address in addresses}
     for outcome in outcomes.values():
         if outcome.result == "temperror":
             raise client.unavailable()
         if outcome.result == "permerror":
-            return _spf_broken(outcome, facts, records[0], terms)
+            return _spf_broken(outcome, facts, current, _server_terms(sender, addresses))
     failing = [address for address, outcome in outcomes.items() if outcome.result != "pass"]
     facts["addresses"] = failing or list(addresses)
     if not failing:
@@ -135,6 +136,5 @@ def check_spf(client, sender, addresses):
         (outcomes[address].result for address in failing),
         key=lambda result: _WORST_FIRST.index(result) if result in _WORST_FIRST else 2,
     )
-    reason = {"fail": "spf_fail", "softfail": "spf_softfail"}.get(worst, "spf_neutral")
     value = spf_with([current], _server_terms(sender, failing))
-    return Line("spf", Status.ATTENTION, reason, facts, [record(domain, "TXT", value)])
+    return _attention(_NOT_AUTHORISED.get(worst, "spf_neutral"), facts, value)
