@@ -83,7 +83,7 @@ def _no_dns_queries(monkeypatch):
 
 @pytest.fixture(scope="session")
 def _local_dns_server():
-    from tests.dns_server import LocalDnsServer
+    from example_project.local_dns import LocalDnsServer
 
     server = LocalDnsServer().start()
     yield server

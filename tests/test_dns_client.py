@@ -10,8 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.core.management import call_command
 
+from example_project.local_dns import DeafDnsServer
 from tests.delivery_helpers import own_server, real_backend  # noqa: F401 (fixture)
-from tests.dns_server import DeafDnsServer
 from tests.domain_helpers import ADDRESS, DOMAIN, good_zones, lines_of, spf, verified_server
 from tests.helpers_admin import make_site
 from wagtail_own_smtp import using_site

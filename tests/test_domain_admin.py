@@ -244,3 +244,24 @@ def test_clicks_on_check_again_within_a_minute_queue_one_check(
     assert warnings(response) == [
         "A check of example.test was asked for less than a minute ago; its result comes soon."
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_again_answers_while_the_broker_is_down(admin_client, monkeypatch):
+    import socket
+
+    from django_q.conf import Conf
+
+    site = make_site()
+    verified_server(site)
+    # django-q2 now enqueues into Redis on a loopback port where nothing listens.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", {"host": "127.0.0.1", "port": dead_port})
+
+    response = admin_client.post(action_url("check_domain", site), follow=True)
+
+    assert response.status_code == 200
+    assert successes(response)  # the daily schedule checks the site later

@@ -1,5 +1,5 @@
-"""The sender-domain check against a real DNS server on loopback (tests/dns_server.py): each line
-says the right thing and gives the exact record to add or change."""
+"""The sender-domain check against a real DNS server on loopback (example_project/local_dns.py):
+each line says the right thing and gives the exact record to add or change."""
 
 import pytest
 

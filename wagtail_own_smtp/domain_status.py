@@ -8,7 +8,6 @@ domain, server, selector and blocklists) share a result younger than
 """
 
 from datetime import timedelta
-from functools import partial
 
 from django.db import transaction
 from django.dispatch import receiver
@@ -98,7 +97,11 @@ def check_after_commit(site_pk, fresh=False):
     robust: a broker that is down must not turn a committed confirmation into an error; the
     daily schedule checks the site later.
     """
-    transaction.on_commit(partial(check_soon, site_pk, fresh), robust=True)
+
+    def check_once_committed():  # named: Django logs a robust callback's failure by its name
+        check_soon(site_pk, fresh)
+
+    transaction.on_commit(check_once_committed, robust=True)
 
 
 @receiver(server_verified, dispatch_uid="wagtail_own_smtp.domain_check")

@@ -1,5 +1,5 @@
-"""DNS servers on loopback for the sender-domain check: an authoritative one answering from the
-test's own zones (dnslib), and one that reads every query and never answers."""
+"""DNS servers on loopback for the sender-domain check: an authoritative one answering from given
+zones (dnslib), for the tests and the demo, and one that reads every query and never answers."""
 
 import socket
 import threading
@@ -56,10 +56,10 @@ class ZoneResolver(BaseResolver):
 class LocalDnsServer:
     """An authoritative-style DNS server on 127.0.0.1 (UDP) with the given zones."""
 
-    def __init__(self, zones=None):
+    def __init__(self, zones=None, port=0):
         self.resolver = ZoneResolver(zones or {})
         logger = DNSLogger("-request,-reply,-truncated")
-        self.server = DNSServer(self.resolver, port=0, address="127.0.0.1", logger=logger)
+        self.server = DNSServer(self.resolver, port=port, address="127.0.0.1", logger=logger)
         self.port = self.server.server.server_address[1]
 
     @property
