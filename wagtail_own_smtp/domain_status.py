@@ -76,9 +76,9 @@ def check_site_task(site_pk, fresh=False):
 
 
 def check_all_task():
-    """Queue one check per site that sends through its own server (``tasks.DOMAINS_TASK``, daily):
-    each runs
-    within its own deadline, so no task outlives the cluster's timeout however many sites."""
+    """Queue one check per site that sends through its own server (``tasks.DOMAINS_TASK``,
+    daily): each runs within its own deadline, so no task outlives the cluster's timeout however
+    many sites there are."""
     site_pks = list(sites_to_check().values_list("site_id", flat=True))
     for site_pk in site_pks:
         check_soon(site_pk)
