@@ -85,13 +85,14 @@ def check(condition, message):
 
 def main():
     var = Path(tempfile.mkdtemp(prefix="survey-demo-"))
-    ports = {name: free_port() for name in ("http", "own", "platform", "identity")}
+    ports = {name: free_port() for name in ("http", "own", "platform", "identity", "dns")}
     os.environ.update(
         SURVEY_DEMO_VAR=str(var),
         SURVEY_DEMO_HTTP_PORT=str(ports["http"]),
         SURVEY_DEMO_OWN_SMTP_PORT=str(ports["own"]),
         SURVEY_DEMO_PLATFORM_SMTP_PORT=str(ports["platform"]),
         SURVEY_DEMO_IDENTITY_PORT=str(ports["identity"]),
+        SURVEY_DEMO_DNS_PORT=str(ports["dns"]),
     )
     first = subprocess.run([*MANAGE, "demo_setup"], check=True, capture_output=True, text=True)
     check("admin / admin-password" in first.stdout, "demo_setup creates the superuser")

@@ -81,6 +81,27 @@ def _no_dns_queries(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
+@pytest.fixture(scope="session")
+def _local_dns_server():
+    from example_project.local_dns import LocalDnsServer
+
+    server = LocalDnsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(settings, _local_dns_server):
+    """An authoritative DNS server on loopback answering from the test's zones
+    (``dns_server.replace({...})``, empty at first); the sender-domain check asks it and nothing
+    else, and looks up the blocklist zone "bl.test" there."""
+    _local_dns_server.replace({})
+    _local_dns_server.asked.clear()
+    settings.WAGTAIL_OWN_SMTP_DNS_RESOLVERS = [_local_dns_server.address]
+    settings.WAGTAIL_OWN_SMTP_DNSBL_ZONES = ["bl.test"]
+    return _local_dns_server
+
+
 @pytest.fixture(autouse=True)
 def _trust_test_ca(settings, certificates):
     settings.WAGTAIL_OWN_SMTP_CA_FILE = str(certificates["ca"])

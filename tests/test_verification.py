@@ -395,16 +395,24 @@ def test_confirming_kicks_the_dispatcher(
     admin_client, site, starttls_server, django_capture_on_commit_callbacks
 ):
     from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    from wagtail_own_smtp.tasks import DISPATCH_TASK
+
+    def dispatch_runs():
+        payloads = OrmQ.objects.values_list("payload", flat=True)
+        return [p for p in payloads if SignedPackage.loads(p)["func"] == DISPATCH_TASK]
 
     save_settings(admin_client, site, starttls_server)
     token = link_token(starttls_server.wait_for(1)[0])
-    queued = OrmQ.objects.count()
+    queued = len(dispatch_runs())
 
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(verify_url(token))
 
-    # Mail that waited for a verified server is dispatched now, not at the next minute.
-    assert OrmQ.objects.count() == queued + 1
+    # Mail that waited for a verified server is dispatched now, not at the next minute (the
+    # domain check queued beside it is no dispatch run).
+    assert len(dispatch_runs()) == queued + 1
 
 
 @pytest.mark.parametrize("i18n", [False, True])

@@ -12,7 +12,10 @@ class WagtailOwnSmtpConfig(AppConfig):
         # Imported here, once the models are loaded: these modules read them.
         from django.db.models.signals import post_migrate
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            domain_status,  # noqa: F401  (checks a domain once its server is verified)
+        )
         from .forms import SmtpSettingsForm
         from .models import SmtpSettings
         from .panels import settings_panels

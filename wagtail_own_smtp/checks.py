@@ -11,12 +11,14 @@ import django
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import conf, crypto, transport
 from .backends import EmailBackend
+from .dns_client import parse_resolvers
 from .models import SECRET_FIELDS
 from .oauth import DEFAULT_PROVIDERS
 
@@ -303,3 +305,18 @@ def _oauth_error(message):
         ),
         id="wagtail_own_smtp.E007",
     )
+
+
+@checks.register(TAG)
+def check_dns_resolvers(app_configs, **kwargs):
+    try:
+        parse_resolvers(conf.get("DNS_RESOLVERS"))
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint=_('List IP addresses, e.g. ["192.0.2.53", "[2001:db8::53]:5353"].'),
+                id="wagtail_own_smtp.E008",
+            )
+        ]
+    return []

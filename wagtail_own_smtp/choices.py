@@ -58,3 +58,11 @@ class BounceKind(models.TextChoices):
 
 # Statuses of a message that still waits to go out.
 WAITING = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING)
+
+
+class DomainCheckStatus(models.TextChoices):
+    """How one line of the sender-domain check came out (domain_check.py)."""
+
+    PASS = "pass", _("Passes")
+    ATTENTION = "attention", _("Needs attention")
+    UNKNOWN = "unknown", _("Could not check")

@@ -31,6 +31,14 @@ DEFAULTS = {
     "MAX_REPORT_SIZE": 2 * 1024 * 1024,
     "SOFT_BOUNCE_LIMIT": 3,
     "SOFT_BOUNCE_DAYS": 14,
+    # The sender-domain check (domain_check.py): the resolvers it asks ("address" or
+    # "address:port"; None: the system's), the blocklist zones, each query's timeout, the whole
+    # check's deadline, and how long a result is reused for the same domain and server.
+    "DNS_RESOLVERS": None,
+    "DNSBL_ZONES": ["zen.spamhaus.org", "bl.spamcop.net"],
+    "DNS_TIMEOUT": 3,
+    "DOMAIN_CHECK_DEADLINE": 20,
+    "DOMAIN_CHECK_REUSE_SECONDS": 3600,
 }
 
 

@@ -5,9 +5,12 @@ from the reply itself (``hint_for_reply``, also for a stored reply) or from the 
 the port, the encryption, the stage, the TLS error (``hint_for``).
 """
 
+import json
 import re
 import ssl
 
+from django.conf import settings as django_settings
+from django.utils import translation
 from django.utils.functional import lazy
 from django.utils.translation import gettext as _
 
@@ -198,3 +201,15 @@ def _certificate_hint(error):
             "administrator to trust that CA."
         )
     return _("The certificate does not match the host name or is not trusted.")
+
+
+def stored_hint(hint):
+    """A failure's hint as stored: worded in every admin language, so each editor who looks at
+    the failure later reads it in their own (``SmtpSettings.error_hint``)."""
+    if not hint:
+        return ""
+    texts = {}
+    for code, _name in django_settings.LANGUAGES:
+        with translation.override(code):
+            texts[code] = str(hint)
+    return json.dumps(texts, ensure_ascii=False)

@@ -4,7 +4,7 @@ import json
 from typing import NamedTuple
 
 from django.conf import settings as django_settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -24,22 +24,11 @@ from .choices import (
     Security,
     VerificationStatus,
 )
+from .domain_models import DomainCheck  # noqa: F401
 
 MAX_PER_HOUR = 1_000_000
 MAX_PER_DAY = 10_000_000
 MAX_INTERVAL_SECONDS = 86_400
-
-
-def stored_hint(hint):
-    """A failure's hint as stored: worded in every admin language, so each editor who looks at
-    the failure later reads it in their own (``SmtpSettings.error_hint``)."""
-    if not hint:
-        return ""
-    texts = {}
-    for code, _name in django_settings.LANGUAGES:
-        with translation.override(code):
-            texts[code] = str(hint)
-    return json.dumps(texts, ensure_ascii=False)
 
 
 class ServerFields(NamedTuple):
@@ -165,6 +154,17 @@ class SmtpSettings(BaseSiteSetting):
         validators=[MaxValueValidator(MAX_PER_DAY)],
         help_text=_("Recipients per rolling 24 hours; blank = unlimited."),
     )
+    # The sender-domain check looks for its key at <selector>._domainkey.<sender domain>.
+    dkim_selector = models.CharField(
+        _("DKIM selector"),
+        max_length=63,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")],
+        help_text=_(
+            "Optional: the selector your server signs mail with, e.g. “mail” for "
+            "mail._domainkey.example.org. Not needed for Microsoft 365 and Google."
+        ),
+    )
 
     # Bounces: the sender's mailbox, read with the verified login (see bounces.py).
     bounce_processing = models.BooleanField(
@@ -216,7 +216,7 @@ class SmtpSettings(BaseSiteSetting):
         editable=False,
     )
     last_error = models.TextField(_("last server reply"), blank=True, editable=False)
-    # JSON {language: hint} (``stored_hint``); read it as ``error_hint``.
+    # JSON {language: hint} (``hints.stored_hint``); read it as ``error_hint``.
     last_error_hint = models.TextField(blank=True, editable=False)
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True, editable=False)
     # Sending is paused after an AUTH, sender or TLS failure of the verified server.

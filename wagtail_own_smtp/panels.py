@@ -8,9 +8,10 @@ from wagtail.admin.panels import FieldPanel, FieldRowPanel, MultiFieldPanel, Pan
 from . import crypto
 from .bounces import bounce_rate
 from .choices import SIGN_IN_METHODS, AuthMethod, VerificationStatus
+from .domain_report import checklist
 from .forecast import site_forecast
 from .forms import AuthMethodSelect, security_hint
-from .models import MailboxState
+from .models import DomainCheck, MailboxState
 from .timeline import add_charts
 from .verification import link_expires_at
 
@@ -63,6 +64,9 @@ class VerificationStatusPanel(Panel):
                 resend_url=site_pk and reverse("wagtail_own_smtp_admin:resend", args=[site_pk]),
                 test_url=site_pk
                 and reverse("wagtail_own_smtp_admin:test_connection", args=[site_pk]),
+                domain_check=checklist(
+                    smtp_settings, DomainCheck.objects.filter(site_id=site_pk).first()
+                ),
             )
             return context
 
@@ -121,6 +125,7 @@ settings_panels = [
             FieldPanel("security"),
             FieldPanel("from_email"),
             FieldPanel("from_name"),
+            FieldPanel("dkim_selector"),
             FieldPanel("auth_method", widget=AuthMethodSelect),
             FieldPanel("username"),
             FieldPanel("password"),

@@ -16,6 +16,8 @@ from .mailqueue import DISPATCH_TASK
 SCHEDULE_NAME = "wagtail_own_smtp.dispatch"
 BOUNCES_SCHEDULE_NAME = "wagtail_own_smtp.bounces"
 BOUNCES_TASK = "wagtail_own_smtp.tasks.bounces_task"
+DOMAINS_SCHEDULE_NAME = "wagtail_own_smtp.domain_checks"
+DOMAINS_TASK = "wagtail_own_smtp.domain_status.check_all_task"
 
 
 def dispatch_task():
@@ -31,10 +33,13 @@ def bounces_task():
 
 
 def ensure_schedule(using="default", **kwargs):
-    """Create or update the every-minute dispatch Schedule and the bounce reading's;
-    connected to ``post_migrate``."""
+    """Create or update the every-minute dispatch Schedule, the bounce reading's and the daily
+    sender-domain check's; connected to ``post_migrate``."""
+    from datetime import timedelta
+
     from django.apps import apps
     from django.db import DEFAULT_DB_ALIAS, connections
+    from django.utils import timezone
 
     if not apps.is_installed("django_q"):
         return None
@@ -52,6 +57,13 @@ def ensure_schedule(using="default", **kwargs):
             "minutes": minutes,
             "repeats": -1,
         },
+    )
+    # First run a day after it is created: a newly verified server is checked at once anyway.
+    daily = {"func": DOMAINS_TASK, "schedule_type": Schedule.DAILY, "repeats": -1}
+    Schedule.objects.using(using).update_or_create(
+        name=DOMAINS_SCHEDULE_NAME,
+        defaults=daily,
+        create_defaults={**daily, "next_run": timezone.now() + timedelta(days=1)},
     )
     schedule, _created = Schedule.objects.using(using).update_or_create(
         name=SCHEDULE_NAME,

@@ -25,9 +25,10 @@ from django.utils.translation import gettext_lazy
 
 from . import conf, crypto, servers, transport
 from .exceptions import InvalidLink, SmtpFailure
+from .hints import stored_hint
 from .mailqueue import dispatch_after_commit
 from .message import raw_message
-from .models import AccessToken, SmtpSettings, VerificationStatus, stored_hint
+from .models import AccessToken, SmtpSettings, VerificationStatus
 from .replies import SERVER
 from .sendstate import record_delivery
 from .servers import fingerprint

@@ -8,15 +8,15 @@ from wagtail import hooks
 from wagtail.admin import messages
 from wagtail.admin.menu import MenuItem
 
-from . import verification
+from . import domain_status, verification
 from .dashboard import OutboxPanel
 from .forms import security_hint
 from .middleware import serving_page
 from .models import SmtpSettings
 from .permissions import may_use_outbox
 from .views import bounces as bounce_views
+from .views import domain, outbox, server
 from .views import oauth as oauth_views
-from .views import outbox, server
 from .views.notices import add_confirmation_messages
 
 
@@ -38,6 +38,7 @@ def confirm_changed_server(request, instance):
     result = verification.settings_saved(instance, request=request)
     if result is not None:
         add_confirmation_messages(request, result)
+    domain_status.settings_saved(instance)
     hint = security_hint(instance)
     if hint and not (result and result.failure and result.failure.hint == hint):
         messages.warning(request, hint)
@@ -48,6 +49,7 @@ _admin_urls = [
     path("<int:site_pk>/send-confirmation/", server.resend_confirmation, name="resend"),
     path("<int:site_pk>/test-connection/", server.test_connection, name="test_connection"),
     path("<int:site_pk>/test-mailbox/", server.test_mailbox, name="test_mailbox"),
+    path("<int:site_pk>/check-domain/", domain.check_again, name="check_domain"),
     path("<int:site_pk>/oauth/connect/", oauth_views.oauth_connect, name="oauth_connect"),
     # One fixed address for every site: the providers accept only registered redirect URIs.
     path("oauth/callback/", oauth_views.oauth_callback, name="oauth_callback"),

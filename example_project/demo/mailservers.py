@@ -1,5 +1,5 @@
-"""The demo's two mail servers (the site's own server and the platform's mail service) and the
-stand-in for Microsoft's and Google's sign-in.
+"""The demo's two mail servers (the site's own server and the platform's mail service), the
+stand-in for Microsoft's and Google's sign-in, and the DNS server the sender-domain check asks.
 
 Both servers are the aiosmtpd server the test suite uses (``local_smtp.py``) and store what they
 receive in a Maildir each, which the demo inbox reads. The own server takes a password or an
@@ -9,6 +9,7 @@ OAuth access token from the stand-in (``local_identity.py``).
 import socket
 
 from django.conf import settings
+from local_dns import LocalDnsServer
 from local_identity import LocalIdentityProvider
 from local_smtp import LocalSmtpServer, make_certificates
 
@@ -63,6 +64,18 @@ def identity_provider():
     return provider
 
 
+def demo_zones():
+    """survey.example as many domains are: SPF lists the own server but ends with ~all, DMARC
+    only monitors, and no DKIM selector is named; the blocklists list nothing."""
+    return {
+        "localhost": [("A", "127.0.0.1")],
+        "survey.example": [("TXT", "v=spf1 ip4:127.0.0.1 ~all")],
+        "_dmarc.survey.example": [
+            ("TXT", "v=DMARC1; p=none; rua=mailto:dmarc-reports@survey.example")
+        ],
+    }
+
+
 def start_servers():
     """Start both servers and the sign-in stand-in; return them by key. The caller stops them."""
     own = settings.DEMO_OWN_SMTP
@@ -86,6 +99,7 @@ def start_servers():
             maildir=maildir["platform"],
             ident="survey demo: platform mail",
         ),
+        "dns": LocalDnsServer(demo_zones(), port=settings.DEMO_DNS["port"]),
     }
     started = []
     try:

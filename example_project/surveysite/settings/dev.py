@@ -33,6 +33,10 @@ DEMO_PLATFORM_SMTP = {
     "maildir": VAR_DIR / "mail" / "platform",
 }
 DEMO_CERTIFICATES_DIR = VAR_DIR / "certs"
+# The sender-domain check asks the demo's DNS server (started with the mail servers) and nothing
+# else: its zones give survey.example an SPF record and a DMARC policy to improve.
+DEMO_DNS = {"port": int(os.environ.get("SURVEY_DEMO_DNS_PORT", "2553"))}
+WAGTAIL_OWN_SMTP_DNS_RESOLVERS = [f"127.0.0.1:{DEMO_DNS['port']}"]
 
 # OAuth in the demo: a local stand-in for Microsoft's and Google's sign-in (the real ones are not
 # reachable from a demo on localhost). The own server also accepts AUTH XOAUTH2 with its tokens.

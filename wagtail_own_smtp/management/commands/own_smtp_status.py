@@ -7,10 +7,12 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from wagtail_own_smtp.bounces import bounce_rate
+from wagtail_own_smtp.domain_report import summary
 from wagtail_own_smtp.forecast import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
 from wagtail_own_smtp.models import (
     DeliveryMode,
+    DomainCheck,
     MessageStatus,
     SiteSendState,
     SmtpSettings,
@@ -49,6 +51,7 @@ class Command(BaseCommand):
         capped = [pk for pk, s in settings_by_site.items() if Limits.of(s).windows()]
         waiting = waiting_mail(capped) if capped else {}
         times = waiting_times()
+        domain_checks = {check.site_id: check for check in DomainCheck.objects.all()}
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
             self.stdout.write(_("No site uses its own SMTP server and no mail is queued."))
@@ -68,6 +71,7 @@ class Command(BaseCommand):
             "now": _("now"),
             "bounces": _("bounces in the last 7 days: %(bounced)s of %(sent)s recipients"),
             "backoff": _("the server asked the site to wait until %(when)s: %(reply)s"),
+            "domain": _("sender domain: %(summary)s"),
         }
         modes = {value: str(label) for value, label in DeliveryMode.choices}
         verifications = {value: str(label) for value, label in VerificationStatus.choices}
@@ -120,4 +124,6 @@ class Command(BaseCommand):
             if smtp_settings.bounce_processing:
                 bounced, sent = bounce_rate(site.pk)
                 lines.append("  " + words["bounces"] % {"bounced": bounced, "sent": sent})
+            if site.pk in domain_checks:
+                lines.append("  " + words["domain"] % {"summary": summary(domain_checks[site.pk])})
             self.stdout.write("\n".join(lines))

@@ -9,7 +9,8 @@ class Command(BaseCommand):
     help = (
         "Run the demo's mail servers until stopped: the site's own server (STARTTLS, AUTH by "
         "password or OAuth) and the platform's mail service, both storing into Maildirs the demo "
-        "inbox reads, and the stand-in for Microsoft's and Google's sign-in."
+        "inbox reads, the stand-in for Microsoft's and Google's sign-in, and the DNS server the "
+        "sender-domain check asks."
     )
     requires_system_checks = []
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
                 f"{SERVER_LABELS['platform']}: 127.0.0.1:{servers['platform'].port}, "
                 "no TLS, no login\n"
                 f"Sign-in stand-in (Microsoft 365, Google): {servers['identity'].url}\n"
+                f"DNS for the sender-domain check: {servers['dns'].address} (UDP)\n"
                 "Demo mail servers ready."
             )
             self.stdout.flush()
