@@ -24,7 +24,7 @@ from tests.helpers_admin import (
     verify_url,
     warnings,
 )
-from tests.test_admin import _denied, _editor
+from tests.helpers_outbox import denied, editor_client
 from wagtail_own_smtp import tasks
 from wagtail_own_smtp.domain_status import CHECK_TASK, check_all_task, check_site
 
@@ -123,8 +123,8 @@ def test_check_again_needs_post_csrf_and_the_sites_permission(django_user_model,
     verified_server(site)
     verified_server(second)
 
-    other_editor = _editor(django_user_model, "other-editor", sites=[second])
-    assert _denied(other_editor.post(action_url("check_domain", site)))
+    other_editor = editor_client(django_user_model, "other-editor", sites=[second])
+    assert denied(other_editor.post(action_url("check_domain", site)))
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(admin_user)
     assert strict.post(action_url("check_domain", site)).status_code == 403

@@ -7,9 +7,7 @@ exist answers as a missing name, never as an exception of the DNS library.
 """
 
 import ipaddress
-import threading
 import time
-from contextlib import contextmanager
 
 import dns.exception
 import dns.name
@@ -18,13 +16,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
+import spf
 from django.core.exceptions import ImproperlyConfigured
 
 from . import conf
-
-# The SPF library asks dnspython's default resolver; while one check evaluates SPF, that is this
-# check's resolver, and no other check of the process swaps it meanwhile (see ``as_default``).
-_DEFAULT_RESOLVER_LOCK = threading.Lock()
 
 
 class DnsUnavailable(Exception):
@@ -74,7 +69,7 @@ def _port(entry, text):
 class BoundedResolver(dns.resolver.Resolver):
     """A dnspython resolver that asks only the given servers and stops at a deadline.
 
-    Whoever calls it (this module, or the SPF library through dnspython's default resolver), each
+    Whoever calls it (this module, or the SPF library through ``spf_check.ConfinedQuery``), each
     query's lifetime is the per-query timeout or what is left of the deadline, whichever is
     shorter, and no search domain is ever appended to a name.
     """
@@ -176,6 +171,21 @@ class DnsClient:
         except (dns.exception.DNSException, OSError):  # OSError: a resolver unreachable from here
             raise DnsUnavailable("failure") from None
 
+    def spf_answers(self, name, qtype):
+        """What pyspf's own lookup returns for ``name``: ``[((name, qtype), value), ...]``,
+        TXT values as their strings (bytes), raising pyspf's TempError when DNS does not answer."""
+        try:
+            records = self._answer(name, qtype)
+        except DnsUnavailable as error:
+            raise spf.TempError(f"DNS {error.kind}") from None
+        if qtype in ("A", "AAAA"):
+            return [((name, qtype), record.address) for record in records]
+        if qtype == "MX":
+            return [((name, qtype), (record.preference, record.exchange)) for record in records]
+        if qtype == "PTR":
+            return [((name, qtype), record.target.to_text(True)) for record in records]
+        return [((name, qtype), record.strings) for record in records]
+
     def txt(self, name):
         """Each TXT record of ``name`` as one text (its strings joined), undecodable bytes
         replaced."""
@@ -204,17 +214,3 @@ class DnsClient:
         if not codes:
             return None
         return codes, self.txt(name)
-
-    @contextmanager
-    def as_default(self):
-        """dnspython's default resolver is this client's while the block runs (the SPF library
-        asks the default one); one check at a time per process, within the deadline."""
-        if not _DEFAULT_RESOLVER_LOCK.acquire(timeout=max(0.0, self.resolver.remaining())):
-            raise DnsUnavailable("timeout")  # other checks held the resolver until the deadline
-        previous = dns.resolver.default_resolver
-        try:
-            dns.resolver.default_resolver = self.resolver
-            yield self.resolver
-        finally:
-            dns.resolver.default_resolver = previous
-            _DEFAULT_RESOLVER_LOCK.release()

@@ -2,8 +2,8 @@
 
 Evaluated by pyspf, the reference implementation of RFC 7208 (the 10-lookup limit, void lookups,
 ``~all`` against ``-all``, a missing record, two records), asking only the check's resolvers:
-pyspf asks dnspython's default resolver, which is the check's own while it evaluates
-(``DnsClient.as_default``).
+its one DNS method is answered by the check's client (``ConfinedQuery``), never by dnspython's
+process-wide default resolver.
 """
 
 import ipaddress
@@ -59,15 +59,44 @@ class SpfOutcome:
     asked: list
 
 
+class ConfinedQuery(spf.query):
+    """pyspf's evaluation with its lookups asked through one check's ``DnsClient``.
+
+    Replaces ``spf.query.dns`` (a subclass, no patch): pyspf's own lookup asks dnspython's default
+    resolver. Kept from it: answers cached per query, names DNS cannot carry answer nothing, and
+    the void-lookup limit. dnspython follows CNAMEs itself, so no CNAME chain is walked here.
+    """
+
+    def __init__(self, client, **kwargs):
+        super().__init__(**kwargs)
+        self.client = client
+
+    def dns(self, name, qtype, cnames=None, ignore_void=False):
+        name = str(name).lower().removesuffix(".")
+        if not name or not all(0 < len(label) < 64 for label in name.split(".")):
+            return []
+        result = self.cache.get((name, qtype), [])
+        if not result:
+            for key, value in self.client.spf_answers(name, qtype):
+                self.cache.setdefault(key, []).append(value)
+            result = self.cache.get((name, qtype), [])
+        if not result and not ignore_void:
+            self.void_lookups += 1
+            if self.void_lookups > spf.MAX_VOID_LOOKUPS:
+                raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
+        return result
+
+
 def evaluate_spf(client, address, sender):
     """pyspf's verdict for mail from ``sender`` sent by ``address``, asking only ``client``."""
     start = len(client.asked)
-    with client.as_default():
-        query = spf.query(i=address, s=sender.address, h=sender.host, timeout=client.timeout)
-        try:
-            result, _code, explanation = query.check()
-        except Exception as error:  # pyspf's own faults on a hostile record are a broken record
-            result, explanation = "permerror", str(error)
+    query = ConfinedQuery(
+        client, i=address, s=sender.address, h=sender.host, timeout=client.timeout
+    )
+    try:
+        result, _code, explanation = query.check()
+    except Exception as error:  # pyspf's own faults on a hostile record are a broken record
+        result, explanation = "permerror", str(error)
     return SpfOutcome(result, explanation, query.lookups, query.void_lookups, client.asked[start:])
 
 
