@@ -120,6 +120,44 @@ def retry_deferred(site_ids=None):
     return deferred.update(next_attempt_at=timezone.now())
 
 
+# -- an editor's operations on the queue (the outbox) --------------------------------------------
+
+RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
+CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+
+
+def retry_now(messages_qs):
+    """Make deferred and failed messages due now; returns how many."""
+    count = messages_qs.filter(status__in=RETRYABLE).update(
+        status=MessageStatus.DEFERRED, next_attempt_at=timezone.now()
+    )
+    if count:
+        dispatch_after_commit()
+    return count
+
+
+def retry_deferred_of(site):
+    """Make all deferred mail of ``site`` due now and wake the dispatcher; how many."""
+    count = retry_deferred([site.pk])
+    if count:
+        dispatch_after_commit()
+    return count
+
+
+def cancel(messages_qs):
+    """Cancel queued and deferred messages (one being sent right now goes on); how many."""
+    return messages_qs.filter(status__in=CANCELLABLE).update(status=MessageStatus.CANCELLED)
+
+
+def delete_sent(sites, older_than, now=None):
+    """Delete the sent messages of ``sites`` sent longer than ``older_than`` ago; how many."""
+    cutoff = (now or timezone.now()) - older_than
+    deleted, _by_model = OutboundMessage.objects.filter(
+        site__in=sites, status=MessageStatus.SENT, sent_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
 # -- outcomes ------------------------------------------------------------------------------------
 
 

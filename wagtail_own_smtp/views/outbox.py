@@ -24,9 +24,9 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 from wagtail.admin.widgets.button import HeaderButton
 from wagtail.models import Site
 
-from .. import forecast, mailqueue, timeline
+from .. import forecast, timeline
 from ..choices import WAITING
-from ..mailqueue import dispatch_after_commit
+from ..mailqueue import delete_sent, retry_deferred_of
 from ..models import Bounce, MessageStatus, OutboundMessage
 from ..permissions import may_use_outbox, outbox_sites, site_for_change
 from . import outbox_message, outbox_table
@@ -36,23 +36,6 @@ FORECAST_SITES = 10  # sites forecast on one page; the site filter narrows to on
 
 
 # -- the queue operations of the listing (queue.py is their later home) ---------------------
-
-
-def retry_deferred_of(site):
-    """Make all deferred mail of ``site`` due now; how many."""
-    count = mailqueue.retry_deferred([site.pk])
-    if count:
-        dispatch_after_commit()
-    return count
-
-
-def delete_sent(sites, older_than, now=None):
-    """Delete the sent messages of ``sites`` sent longer than ``older_than`` ago; how many."""
-    cutoff = (now or timezone.now()) - older_than
-    deleted, _by_model = OutboundMessage.objects.filter(
-        site__in=sites, status=MessageStatus.SENT, sent_at__lt=cutoff
-    ).delete()
-    return deleted
 
 
 # -- the listing ------------------------------------------------------------------------------

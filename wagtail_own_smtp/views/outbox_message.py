@@ -5,7 +5,6 @@ The page shows the stored message's header fields, never its body.
 
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
@@ -14,33 +13,11 @@ from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
 
 from .. import hints, timeline
 from ..choices import WAITING
-from ..mailqueue import dispatch_after_commit
+from ..mailqueue import CANCELLABLE, RETRYABLE, cancel, retry_now
 from ..message import message_headers
-from ..models import MessageStatus, OutboundMessage
+from ..models import OutboundMessage
 from ..permissions import row_for_change
 from .outbox_table import outbox_url
-
-RETRYABLE = (MessageStatus.DEFERRED, MessageStatus.FAILED)
-CANCELLABLE = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
-
-
-# -- the queue operations of one message (each one query; queue.py is their later home) -------
-
-
-def retry_now(messages_qs):
-    """Make deferred and failed messages due now; returns how many."""
-    count = messages_qs.filter(status__in=RETRYABLE).update(
-        status=MessageStatus.DEFERRED, next_attempt_at=timezone.now()
-    )
-    if count:
-        dispatch_after_commit()
-    return count
-
-
-def cancel(messages_qs):
-    """Cancel queued and deferred messages (one being sent right now goes on); how many."""
-    return messages_qs.filter(status__in=CANCELLABLE).update(status=MessageStatus.CANCELLED)
-
 
 # -- the page and its buttons ----------------------------------------------------------------
 
