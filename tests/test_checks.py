@@ -1,18 +1,23 @@
 """Each system check fires in the bad configuration and stays quiet in the good one."""
 
+import copy
 import os
 import subprocess
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import django
 import pytest
 from cryptography.fernet import Fernet
 from django.core import checks
+from django.test import override_settings
 from wagtail.models import Site
 
 from wagtail_own_smtp import crypto
 from wagtail_own_smtp.backends import EmailBackend
+from wagtail_own_smtp.checks import sqlite_without_wal
 from wagtail_own_smtp.models import SmtpSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,9 +43,31 @@ def ids(**kwargs):
     return {message.id for message in messages(**kwargs)}
 
 
+WAL = {"init_command": "PRAGMA journal_mode=WAL;"}
+
+
+@contextmanager
+def databases(config):
+    """DATABASES as W005 reads it. Open connections keep theirs, which is what Django's warning
+    about overriding DATABASES is about: the check opens none."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Overriding setting DATABASES", UserWarning)
+        with override_settings(DATABASES=config):
+            yield
+
+
+def with_wal(config):
+    config = copy.deepcopy(config)
+    for database in config.values():
+        if database["ENGINE"] == "django.db.backends.sqlite3":
+            database["OPTIONS"] = {**database.get("OPTIONS", {}), **WAL}
+    return config
+
+
 @pytest.fixture
 def good(settings):
-    """The wiring the README gives (test settings have locmem backends in place of it)."""
+    """The wiring the README gives (test settings have locmem backends in place of it, and
+    SQLite without WAL)."""
     settings.WAGTAIL_OWN_SMTP_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     settings.Q_CLUSTER = {"name": "site", "orm": "default", "timeout": 90, "retry": 120}
     settings.WAGTAIL_OWN_SMTP_TIMEOUT = 15
@@ -52,7 +79,8 @@ def good(settings):
     else:
         settings.EMAIL_BACKEND = OWN
         settings.WAGTAIL_OWN_SMTP_FALLBACK_BACKEND = LOCMEM
-    return settings
+    with databases(with_wal(settings.DATABASES)):
+        yield settings
 
 
 def test_good_configuration_is_quiet(good):
@@ -310,3 +338,52 @@ def test_e007_quiet_for_a_complete_provider(good):
         "google": {"CLIENT_ID": "x", "CLIENT_SECRET": "y", "TOKEN_URL": "http://127.0.0.1:1/t"}
     }
     assert ids() == set()
+
+
+# -- W005: SQLite without WAL ------------------------------------------------------------------
+
+SQLITE = "django.db.backends.sqlite3"
+
+
+def test_w005_file_based_sqlite_without_wal(good, tmp_path):
+    with databases({"default": {"ENGINE": SQLITE, "NAME": tmp_path / "site.sqlite3"}}):
+        [warning] = messages()
+
+    assert warning.id == "wagtail_own_smtp.W005"
+    assert warning.level == checks.WARNING
+    assert "default" in warning.msg
+    assert '"OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}' in warning.hint
+
+
+def test_w005_names_each_database_without_wal():
+    config = {
+        "default": {"ENGINE": SQLITE, "NAME": "site.sqlite3", "OPTIONS": {"timeout": 20}},
+        "mail": {"ENGINE": SQLITE, "NAME": "mail.sqlite3", "OPTIONS": {"init_command": "X;"}},
+        "wal": {
+            "ENGINE": SQLITE,
+            "NAME": "w.sqlite3",
+            "OPTIONS": {"init_command": "pragma synchronous=NORMAL; PRAGMA journal_mode = 'wal'"},
+        },
+        "deleted": {
+            "ENGINE": SQLITE,
+            "NAME": "d.sqlite3",
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=DELETE; -- not journal_mode=walrus"},
+        },
+    }
+    assert sqlite_without_wal(config) == ["default", "mail", "deleted"]
+
+
+def test_w005_quiet_with_the_init_command(good, tmp_path):
+    sqlite = {"ENGINE": SQLITE, "NAME": str(tmp_path / "site.sqlite3"), "OPTIONS": dict(WAL)}
+    with databases({"default": sqlite}):
+        assert ids() == set()
+
+
+def test_w005_quiet_for_postgresql_and_in_memory_sqlite(good):
+    postgres = {"ENGINE": "django.db.backends.postgresql", "NAME": "site", "HOST": "127.0.0.1"}
+    in_memory = [":memory:", "file:memorydb?mode=memory&cache=shared"]
+    config = {"default": postgres} | {
+        f"memory{n}": {"ENGINE": SQLITE, "NAME": name} for n, name in enumerate(in_memory)
+    }
+    with databases(config):
+        assert ids() == set()

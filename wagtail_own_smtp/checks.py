@@ -4,6 +4,7 @@ Run them all with ``manage.py check --deploy --database default`` (W001 is a dep
 E002 a database check).
 """
 
+import re
 import ssl
 import warnings
 
@@ -25,6 +26,9 @@ from .oauth import DEFAULT_PROVIDERS
 TAG = "wagtail_own_smtp"
 OWN_BACKEND = "wagtail_own_smtp.backends.EmailBackend"
 DJANGO_SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+SQLITE_ENGINE = "django.db.backends.sqlite3"
+WAL_OPTION = '"OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}'
+WAL_PRAGMA = re.compile(r"journal_mode\s*=\s*['\"]?wal\b", re.IGNORECASE)
 GENERATE_KEY = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
@@ -320,3 +324,38 @@ def check_dns_resolvers(app_configs, **kwargs):
             )
         ]
     return []
+
+
+def sqlite_without_wal(databases):
+    """The aliases of file-based SQLite databases whose connections do not turn on WAL.
+
+    Read from the settings, not from a connection: ``manage.py check`` opens none. An in-memory
+    database cannot use WAL; one switched to WAL once by hand stays in it (silence W005 then).
+    """
+    aliases = []
+    for alias, config in databases.items():
+        name = config.get("NAME")
+        in_memory = isinstance(name, str) and (name == ":memory:" or "mode=memory" in name)
+        if config.get("ENGINE") != SQLITE_ENGINE or not name or in_memory:
+            continue
+        if not WAL_PRAGMA.search((config.get("OPTIONS") or {}).get("init_command") or ""):
+            aliases.append(alias)
+    return aliases
+
+
+@checks.register(TAG)
+def check_sqlite_journal(app_configs, **kwargs):
+    return [
+        checks.Warning(
+            _('The SQLite database "%(alias)s" does not use the write-ahead log (WAL).')
+            % {"alias": alias},
+            hint=_(
+                'Add %(option)s to DATABASES["%(alias)s"]. The dispatcher commits the outcome '
+                "of every message; in SQLite's default rollback journal each commit waits for "
+                "the disk, and the site's readers and the worker block each other."
+            )
+            % {"option": WAL_OPTION, "alias": alias},
+            id="wagtail_own_smtp.W005",
+        )
+        for alias in sqlite_without_wal(settings.DATABASES)
+    ]
