@@ -326,6 +326,21 @@ def check_dns_resolvers(app_configs, **kwargs):
     return []
 
 
+@checks.register(TAG)
+def check_bulk_reserve(app_configs, **kwargs):
+    try:
+        conf.bulk_reserve()
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint=_("The percent of each cap kept for normal mail, e.g. 10; 0 keeps none."),
+                id="wagtail_own_smtp.E009",
+            )
+        ]
+    return []
+
+
 def sqlite_without_wal(databases):
     """The aliases of file-based SQLite databases whose connections do not turn on WAL.
 

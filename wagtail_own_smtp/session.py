@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy
 from . import backoff, bounces, conf, limits, servers, signals, smtp_client, transport, verification
 from .exceptions import LeaseLost, OutcomeNotWritten, SmtpFailure, UndecryptablePassword
 from .mailqueue import (
+    NormalFirst,
     claim_due,
     extend_claims,
     record_deferred,
@@ -34,7 +35,7 @@ from .mailqueue import (
     too_old_to_retry,
 )
 from .message import SenderRewrite, envelope_sender
-from .models import MessageStatus, OutboundMessage
+from .models import Lane, MessageStatus, OutboundMessage
 from .replies import MESSAGE, SERVER, THROTTLE, refused_text
 from .sendstate import (
     forget_old_records,
@@ -99,6 +100,7 @@ class SiteSession:
         self.finished = False  # no more due messages, or stopped by a failure
         self.write_error = None  # a sent message's outcome that could not be written
         self.exhausted = False  # the queue had nothing more to claim
+        self.normal_first = NormalFirst(self.site_id, owner)
 
     # opening and ordering
     def open(self, now):
@@ -130,7 +132,8 @@ class SiteSession:
     def slot(self, now):
         """``(moment, reason)`` for this site's next message (count 1 until one is claimed)."""
         count = self.batch[0].recipient_count if self.batch else 1
-        return self.schedule.slot_for(count, not_before=now)
+        bulk = bool(self.batch) and self.batch[0].lane == Lane.BULK
+        return self.schedule.slot_for(count, not_before=now, bulk=bulk)
 
     def claim_size(self):
         interval = self.limits.min_interval.total_seconds()
@@ -140,6 +143,10 @@ class SiteSession:
 
     def fill(self, now):
         """Claim more messages if the batch is empty; False when none are due."""
+        if self.normal_first.yields(self.batch, now):  # normal mail came: the bulk goes back
+            self.settle()
+            release_claims([m.pk for m in self.batch], self.owner)
+            self.batch.clear()
         if not self.batch:
             self.settle()
             self._renew(now, force=True)
