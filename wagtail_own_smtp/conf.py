@@ -57,7 +57,8 @@ def bulk_reserve():
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
         raise ImproperlyConfigured(
             _(
-                "WAGTAIL_OWN_SMTP_BULK_RESERVE must be a whole percentage from 0 to 100, not %(value)s."
+                "WAGTAIL_OWN_SMTP_BULK_RESERVE must be a whole percentage from 0 to 100, "
+                "not %(value)s."
             )
             % {"value": repr(value)}
         )
