@@ -7,9 +7,11 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from wagtail_own_smtp.bounces import bounce_rate
+from wagtail_own_smtp.choices import WAITING
 from wagtail_own_smtp.domain_report import summary
 from wagtail_own_smtp.forecast import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
+from wagtail_own_smtp.mailqueue import messages
 from wagtail_own_smtp.models import (
     DeliveryMode,
     DomainCheck,
@@ -51,6 +53,7 @@ class Command(BaseCommand):
         capped = [pk for pk, s in settings_by_site.items() if Limits.of(s).windows()]
         waiting = waiting_mail(capped) if capped else {}
         times = waiting_times()
+        bulk = messages().bulk_waiting_by_site()
         domain_checks = {check.site_id: check for check in DomainCheck.objects.all()}
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
@@ -72,6 +75,8 @@ class Command(BaseCommand):
             "bounces": _("bounces in the last 7 days: %(bounced)s of %(sent)s recipients"),
             "backoff": _("the server asked the site to wait until %(when)s: %(reply)s"),
             "domain": _("sender domain: %(summary)s"),
+            "lanes": _("lanes: normal %(normal)s waiting, bulk %(bulk)s waiting"),
+            "bulk": _("bulk lane drained by: %(when)s (normal mail goes first, at the next slot)"),
         }
         modes = {value: str(label) for value, label in DeliveryMode.choices}
         verifications = {value: str(label) for value, label in VerificationStatus.choices}
@@ -86,6 +91,7 @@ class Command(BaseCommand):
                 waiting.get(site.pk, []),
                 times.get(site.pk),
                 backoffs.get(site.pk, (None,))[0],
+                bulk=bulk.get(site.pk, 0),
             )
             verification = verifications.get(
                 smtp_settings.verification_status, smtp_settings.verification_status
@@ -111,6 +117,11 @@ class Command(BaseCommand):
                 "  " + words["next"] % {"when": _when(outlook.next_slot, now, words["now"])},
                 "  " + words["drained"] % {"when": drained},
             ]
+            waiting_count = sum(outlook.counts[status] for status in WAITING)
+            lanes = {"normal": waiting_count - outlook.bulk_waiting, "bulk": outlook.bulk_waiting}
+            lines.append("  " + words["lanes"] % lanes)
+            if outlook.bulk_waiting:
+                lines.append("  " + words["bulk"] % {"when": drained})
             if site.pk in backoffs:
                 until, reply = backoffs[site.pk]
                 lines.append(
