@@ -171,3 +171,57 @@ def test_a_wave_stops_at_the_bulk_share_and_normal_mail_still_goes(starttls_serv
     queue(1, "late", site)
     assert dispatch(until_empty=True).sent == 0
     assert statuses(lane="bulk") == {"sent": 18, "queued": 7}
+
+
+# -- several dispatchers at once --------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("real_backend")
+def test_two_dispatchers_keep_normal_mail_first_and_the_reserve(starttls_server, settings):
+    settings.WAGTAIL_OWN_SMTP_BULK_RESERVE = 10
+    site = make_site()
+    own_server(site, starttls_server, min_interval="0.2", max_per_hour=20)
+    queue(30, "bulk", site, bulk=True)
+    sent_by, errors = {}, []
+    done = threading.Event()
+
+    def worker(name):
+        # Short runs, so the site's lease changes hands between the two many times.
+        try:
+            while not done.is_set():
+                sent_by[name] = sent_by.get(name, 0) + dispatch(budget_seconds=0.3).sent
+                time.sleep(0.02)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        starttls_server.wait_for(3, timeout=60)
+        queued_at = time.monotonic()
+        queue(2, "normal", site)
+        # what the hour allows the wave (18 recipients, the 2 normal ones counted: the reserve
+        # stays free), then a while longer: nothing more goes
+        starttls_server.wait_for(18, timeout=60)
+        time.sleep(1)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors
+    received = starttls_server.received
+    names = subjects(received)
+    print("sent per worker:", sent_by, "order:", names)
+    assert sorted(names) == sorted([f"bulk{n}" for n in range(16)] + ["normal0", "normal1"])
+    # the normal mail went before the rest of the wave: at most the bulk message already on
+    # its way when it was queued arrived in between
+    last_normal = max(names.index("normal0"), names.index("normal1"))
+    overtaking = [item for item in received[:last_normal] if item.arrived_at > queued_at]
+    assert sum(1 for item in overtaking if item.message["Subject"].startswith("bulk")) <= 1
+    assert statuses(lane="bulk") == {"sent": 16, "queued": 14}
+    assert statuses(lane="normal") == {"sent": 2}
+    assert sum(sent_by.values()) == 18

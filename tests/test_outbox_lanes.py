@@ -85,9 +85,7 @@ def test_cancelling_a_wave_cancels_exactly_the_waiting_bulk_mail_of_that_site(
     assert statuses_by_subject()["a-bulk-0"] == "queued"  # asking changes nothing
 
     response = admin_client.post(cancel_url(site_a), follow=True)
-    assert f"Cancelled 4 waiting bulk messages of {name}" in unescape(
-        response.content.decode()
-    )
+    assert f"Cancelled 4 waiting bulk messages of {name}" in unescape(response.content.decode())
     assert statuses_by_subject() == {
         "a-bulk-0": "cancelled",
         "a-bulk-1": "cancelled",
@@ -107,7 +105,9 @@ def test_cancelling_a_wave_cancels_exactly_the_waiting_bulk_mail_of_that_site(
     assert "Cancelled 4 waiting bulk messages" in history
     # nothing left to cancel: the page says so and offers no button
     again = admin_client.get(cancel_url(site_a)).content.decode()
-    assert 'data-own-smtp-cancel-bulk-count="0"' in again and "data-own-smtp-cancel-bulk>" not in again
+    assert (
+        'data-own-smtp-cancel-bulk-count="0"' in again and "data-own-smtp-cancel-bulk>" not in again
+    )
 
 
 @per_site
