@@ -763,11 +763,11 @@ def _dispatcher_sql():
     """The dispatcher's look for due sites and one site's claim, as SQL with parameters."""
     from django.utils import timezone
 
-    from wagtail_own_smtp import dispatch, mailqueue
+    from wagtail_own_smtp import due_sites, mailqueue
     from wagtail_own_smtp.models import OutboundMessage
 
     now = timezone.now()
-    queries = [("due sites", dispatch.sites_with_due_mail(now))]
+    queries = [("due sites", due_sites.sites_with_due_mail(now))]
     site_id = OutboundMessage.objects.values_list("site_id", flat=True).first()
     names = ("queued", "deferred", "abandoned")
     parts = mailqueue.messages().filter(site_id=site_id).due_parts(now)

@@ -186,7 +186,13 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):
         behaviour = self.server.behaviour
         if behaviour.delay:
-            await asyncio.sleep(behaviour.delay)
+            # How many conversations wait for this reply at once: their clients go side by side.
+            self.server.in_data += 1
+            self.server.peak_in_data = max(self.server.peak_in_data, self.server.in_data)
+            try:
+                await asyncio.sleep(behaviour.delay)
+            finally:
+                self.server.in_data -= 1
         if behaviour.data_reply:
             return behaviour.data_reply
         if reply := behaviour.flaky_reply():
@@ -288,6 +294,7 @@ class LocalSmtpServer:
         # Connections that said EHLO, and those that ended with QUIT (ids of their protocol).
         self.sessions: set = set()
         self.quit_sessions: set = set()
+        self.in_data = self.peak_in_data = 0
         self.xoauth2 = xoauth2
         self.xoauth2_refusal = xoauth2_refusal
         self.xoauth2_logins: list[tuple] = []  # (user, accepted) of each AUTH XOAUTH2

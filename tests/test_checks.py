@@ -227,6 +227,24 @@ def test_w002_follows_the_dispatch_budget(good):
     assert ids() == set()
 
 
+# -- E010: concurrent connections ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -3, "16", 2.5, True])
+def test_e010_connections_not_a_positive_whole_number(good, value):
+    good.WAGTAIL_OWN_SMTP_CONNECTIONS = value
+
+    [error] = messages()
+    assert error.id == "wagtail_own_smtp.E010"
+    assert repr(value) in error.msg
+
+
+def test_e010_quiet_for_one_connection(good):
+    good.WAGTAIL_OWN_SMTP_CONNECTIONS = 1
+
+    assert messages() == []
+
+
 # -- W003 / E004 / E006: mail wiring ---------------------------------------------------------
 
 

@@ -295,8 +295,10 @@ def test_three_dispatchers_in_parallel_keep_every_limit(starttls_server, ssl_ser
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("real_backend")
-def test_dispatchers_share_the_sites_between_them(starttls_server):
-    # A slow server: one worker alone would take a while, so the sites are worth sharing.
+def test_dispatchers_share_the_sites_between_them(starttls_server, settings):
+    # A slow server: one worker alone would take a while, so the sites are worth sharing; with
+    # two connections a worker holds two sites at a time and leaves the others to the rest.
+    settings.WAGTAIL_OWN_SMTP_CONNECTIONS = 2
     starttls_server.behaviour.delay = 0.05
     sites = [make_site()] + [make_site(f"s{n}.example", default=False) for n in range(1, 4)]
     for n, site in enumerate(sites):

@@ -341,6 +341,21 @@ def check_bulk_reserve(app_configs, **kwargs):
     return []
 
 
+@checks.register(TAG)
+def check_connections(app_configs, **kwargs):
+    value = conf.get("CONNECTIONS")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return []
+    message = _("WAGTAIL_OWN_SMTP_CONNECTIONS must be a whole number of at least 1, not %(value)r.")
+    return [
+        checks.Error(
+            message % {"value": value},
+            hint=_("SMTP conversations one dispatcher keeps going at once, e.g. 16."),
+            id="wagtail_own_smtp.E010",
+        )
+    ]
+
+
 def sqlite_without_wal(databases):
     """The aliases of file-based SQLite databases whose connections do not turn on WAL.
 

@@ -1,10 +1,12 @@
 """The dispatcher: which site's session goes next, when to wait, when to stop.
 
 How a run works: list the sites with due mail (own mode, a verified server, not paused, not
-backed off by their server), take the site whose next slot is earliest (among equals, the one
-that sent least recently), open its session (its lease, one connection: session.py), let it send
-while its limits allow, and sleep until the earliest next slot while the budget lasts. A run
-holds few sessions at a time, so other workers find the other sites unleased.
+backed off by their server), and in the order of their next slots (among equals, the one that
+sent least recently first) open up to ``WAGTAIL_OWN_SMTP_CONNECTIONS`` sessions (a site's lease
+and its one connection: session.py). Each session's messages go one after the other over its
+connection, on an agent thread (agents.py), while its limits allow; the sessions go side by side,
+so a slow or stalling server holds back only its own site. The run waits for deliveries and for
+the earliest next slot while the budget lasts.
 
 This module only decides, as Postfix's queue manager does for its delivery agents; a session
 talks SMTP and keeps its own books, and knows nothing of the other sessions. A run's state lives
@@ -14,23 +16,22 @@ on a ``Dispatcher`` (as django-q2's ``Sentinel`` keeps its loop's), one step a m
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from django.db import DatabaseError
-from django.db.models import Exists, OuterRef, Q
 
-from . import backoff, conf, limits
+from . import conf
+from .agents import Agents, Gate, Inbox, answer
+from .due_sites import due_sites, turn_order
 from .exceptions import LeaseLost
-from .mailqueue import messages, outcomes_without_flush
-from .models import DeliveryMode, SmtpSettings
-from .sendstate import database_clock, lease_states
-from .session import KEEP_OPEN, OutcomePipeline, SiteSession
+from .mailqueue import outcomes_without_flush
+from .sendstate import database_clock
+from .session import KEEP_OPEN, SiteSession
 
 logger = logging.getLogger(__name__)
 
 REFRESH = 5  # seconds between looks for newly due sites while sending
-SITES_AT_ONCE = 2  # site leases one run holds at a time: other workers serve the other sites
 
 
 @dataclass
@@ -65,65 +66,13 @@ class DispatchReport:
         }
 
 
-# -- due sites -------------------------------------------------------------------------------------
-
-
-def sendable_settings():
-    """Settings of the sites the dispatcher sends for: own mode, verified, not paused."""
-    return SmtpSettings.objects.filter(
-        delivery_mode=DeliveryMode.OWN, sending_paused=False, verified_at__isnull=False
-    ).exclude(verified_host="")
-
-
-def sites_with_due_mail(now, exclude=()):
-    """Sendable settings of sites with due mail, but those in ``exclude`` and those whose server
-    asked them to wait.
-
-    One probe per sendable site along the (site, status, next_attempt_at) index: its cost
-    follows the number of sites, not the number of queued messages.
-    """
-    due = Q()
-    for part in messages().due_parts(now):
-        due |= Exists(part.filter(site_id=OuterRef("site_id")))
-    waiting = backoff.backed_off(now).values("site_id")  # their server's window is not yet open
-    return sendable_settings().exclude(site_id__in=exclude).exclude(site_id__in=waiting).filter(due)
-
-
-def due_sites(now, exclude):
-    """``([(slot, settings), ...], leased_until)``: the sites with due mail whose lease is free,
-    with their estimated slot, and when the earliest lease of the others runs out."""
-    sendable = list(sites_with_due_mail(now, exclude))
-    if not sendable:
-        return [], None
-    states = lease_states([smtp_settings.site_id for smtp_settings in sendable])
-    found, leased_until = [], None
-    for smtp_settings in sendable:
-        state = states.get(smtp_settings.site_id)
-        if state and state.lease_expires_at and state.lease_expires_at >= now:
-            leased_until = min(filter(None, [leased_until, state.lease_expires_at]))
-            continue
-        interval = limits.Limits.of(smtp_settings).min_interval
-        slot = limits.next_slot(state.last_sent_at if state else None, interval)
-        found.append((max(slot or now, now), smtp_settings))
-    return found, leased_until
-
-
-_LONG_AGO = datetime.min.replace(tzinfo=UTC)
-
-
-def _turn_order(candidate):
-    """Earliest slot first; among sites ready at the same moment, the one that sent least
-    recently (a site without a session yet counts as long ago)."""
-    moment, _reason, item = candidate
-    last_sent_at = item.last_sent_at if isinstance(item, SiteSession) else None
-    return (moment, last_sent_at or _LONG_AGO, item.site_id)
-
-
 # -- a run -----------------------------------------------------------------------------------------
 
 
 class Dispatcher:
-    """One dispatch call: its sessions, the sites it is done with, and its budget."""
+    """One dispatch call: its sessions, the deliveries under way, the sites it is done with, and
+    its budget. Everything here runs on the caller's thread; only ``SiteSession.deliver`` runs on
+    the agents' (agents.py)."""
 
     def __init__(self, budget_seconds=None, *, until_empty=False, progress=None):
         self.owner = uuid.uuid4().hex
@@ -137,9 +86,12 @@ class Dispatcher:
         self.server_deadline = (
             None if self.deadline is None else self.deadline + conf.get("TIMEOUT")
         )
+        self.connections = max(1, int(conf.get("CONNECTIONS")))
         self.report = DispatchReport()
-        self.pipeline = OutcomePipeline()  # the one outcome not written yet, whichever site's
+        self.inbox = Inbox()
+        self.agents = None  # started with the first delivery
         self.sessions = {}  # site_id -> SiteSession holding the lease
+        self.busy = {}  # site_id -> Delivery under way on an agent thread
         self.parked = {}  # site_id -> (slot, reason) a closed session left for this call
         self.done = set()  # sites not to serve again in this call (paused, leased, unreachable)
         self.fresh, self.leased_until, self.refreshed = [], None, None
@@ -150,35 +102,53 @@ class Dispatcher:
                 pass
         finally:
             try:
-                self.pipeline.settle()
+                self._drain()
             finally:
                 for session in self.sessions.values():
                     session.close()
+                if self.agents is not None:
+                    self.agents.shutdown()
         return self.report
 
+    def _drain(self):
+        """Book every delivery under way; each ends by its own deadline."""
+        while self.busy:
+            event = self.inbox.next(None)
+            try:
+                self._handle(event)
+            except Exception:  # the run is ending on an error already: book the others
+                logger.exception("Could not book a delivery of the ending run")
+
     def step(self):
-        """One decision: serve, wait for or give up on the earliest site; False to stop."""
+        """Start what may go now, then wait for a delivery, a slot or the end; False to stop."""
         now = self.clock()
         self._look_for_due_sites(now)
         candidates = self._candidates(now)
         if self._drop_what_never_fits(candidates):
             return True
-        if not candidates:
-            if self.leased_until is not None:
-                self._stop(self.leased_until, "lease")
-            return False
-        moment, reason, item = min(candidates, key=_turn_order)
-        if moment > now or not (isinstance(item, SiteSession) and item.batch):
-            self.pipeline.settle()  # only a message sent right away carries the last outcome
-        if moment > now:
-            return self._wait(now, moment, reason)
-        if self._left() <= 0:
-            self._stop(moment, "budget")
-            return False
-        if isinstance(item, SiteSession):
-            self._serve(item, now)
-        else:
-            self._open(item, now)
+        started = False
+        for moment, _reason, item in sorted(candidates, key=turn_order):
+            if moment > now or self._left() <= 0:
+                break
+            started |= self._serve(item, now)
+        if started:
+            return True
+        waiting = [c for c in self._candidates(now) if c[0] is not None]
+        if not self.busy:
+            if not waiting:
+                if self.leased_until is not None:
+                    self._stop(self.leased_until, "lease")
+                return False
+            moment, reason, _item = min(waiting, key=turn_order)
+            if moment <= now:  # due, but the budget is spent
+                self._stop(moment, "budget")
+                return False
+            if (self.until_empty and reason != "interval") or (
+                (moment - now).total_seconds() > self._left()
+            ):
+                self._stop(moment, reason)
+                return False
+        self._wait(now, min((c[0] for c in waiting), default=None))
         return True
 
     # the steps
@@ -192,10 +162,15 @@ class Dispatcher:
             self.refreshed = time.monotonic()
 
     def _candidates(self, now):
-        """``(moment, reason, session or settings)`` of every site this call may serve next."""
-        candidates = [(*session.slot(now), session) for session in self.sessions.values()]
-        if len(self.sessions) >= SITES_AT_ONCE:
-            return candidates  # few sites at a time, so that other workers find the rest
+        """``(moment, reason, session or settings)`` of every site this call may serve next:
+        its idle sessions, and new sites while connections are free."""
+        candidates = [
+            (*session.slot(now), session)
+            for site_id, session in self.sessions.items()
+            if site_id not in self.busy and not session.finished
+        ]
+        if len(self.sessions) >= self.connections:
+            return candidates
         for slot, smtp_settings in self.fresh:
             site_id = smtp_settings.site_id
             if site_id in self.sessions or site_id in self.done:
@@ -216,30 +191,49 @@ class Dispatcher:
                 self._end(session)
         return bool(never)
 
-    def _wait(self, now, moment, reason):
-        """Sleep toward ``moment`` (a second at most, to look again); False when the call ends
-        rather than wait that long."""
-        wait = (moment - now).total_seconds()
-        for session in list(self.sessions.values()):
-            slot, slot_reason = session.slot(now)
-            if (slot - now).total_seconds() > KEEP_OPEN:
-                self._park(session, slot, slot_reason)
-        if (self.until_empty and reason != "interval") or wait > self._left():
-            self._stop(moment, reason)
-            return False
-        time.sleep(min(wait, 1.0, max(self._left(), 0)))
-        if wait > 1.0:
+    def _wait(self, now, moment):
+        """Wait for a delivery to end or toward ``moment`` (a second at most, to look again);
+        sessions whose next slot is far off close meanwhile."""
+        for site_id, session in list(self.sessions.items()):
+            if site_id not in self.busy and not session.finished:
+                slot, reason = session.slot(now)
+                if slot is not None and (slot - now).total_seconds() > KEEP_OPEN:
+                    self._park(session, slot, reason)
+        timeout = 1.0 if moment is None else (moment - now).total_seconds()
+        if not self.busy:
+            timeout = min(timeout, max(self._left(), 0))
+        if timeout > 1.0:
             self.refreshed = None
+        self._handle(self.inbox.next(min(max(timeout, 0), 1.0)))
+
+    def _serve(self, item, now):
+        """Open a site's session, or let an idle one claim and start its next message; True
+        when something changed."""
+        if len(self.busy) >= self.connections:
+            return False
+        if not isinstance(item, SiteSession):
+            if len(self.sessions) >= self.connections or item.site_id in self.sessions:
+                return False
+            return self._open(item, now)
+        session = item
+        with self._guard(session):
+            if not session.fill(now):
+                self._end(session)
+                return True
+            slot, _reason = session.slot(now)
+            if slot is None or slot > now:
+                return True  # the claimed batch's first message waits for its slot
+            self._start(session, session.next_delivery())
         return True
 
     def _open(self, smtp_settings, now):
         session = SiteSession(
             smtp_settings,
             self.owner,
-            pipeline=self.pipeline,
             on_outcome=self._count,
             clock=self.clock,
             deadline=self.server_deadline,
+            ask=self.inbox.call,
         )
         if not session.open(now):
             self.done.add(session.site_id)  # another dispatcher sends for it
@@ -247,35 +241,74 @@ class Dispatcher:
             self._end(session)  # paused as it opened
         else:
             self.sessions[session.site_id] = session
+        return True
 
-    def _serve(self, session, now):
-        """Let a session claim and send its next message; end it when it is done or failed."""
+    def _start(self, session, delivery):
+        if delivery is None:
+            return  # failed before it went (every recipient suppressed)
+        if self.agents is None:
+            self.agents = Agents(self.connections, self.inbox)
+        self.busy[session.site_id] = delivery
+        self.agents.start(session, lambda: session.deliver(delivery))
+
+    def _handle(self, event):
+        """Answer an agent's call, or book a delivery that ended (starting the session's next
+        message before writing this one's outcome, when it may go at once)."""
+        if event is None:
+            return
+        if event[0] == "call":
+            answer(event)
+            return
+        _kind, session, result = event
+        delivery = self.busy.pop(session.site_id)
+        if isinstance(result, BaseException):  # deliver() itself broke: a bug
+            result = ("error", result)
+        with self._guard(session):
+            write = session.apply(delivery, result)
+            if write is not None:
+                gate = Gate()
+                try:
+                    self._start_next(session, gate)
+                finally:
+                    try:
+                        write()
+                    finally:
+                        gate.open(session.write_error is None)
+        if session.finished and session.site_id not in self.busy:
+            self._end(session)
+
+    def _start_next(self, session, gate):
+        """Start the session's next message if it may go at once: its data wait at ``gate``."""
+        if self._left() > 0 and session.can_go_now(self.clock()):
+            self._start(session, session.next_delivery(gate))
+
+    @contextmanager
+    def _guard(self, session):
+        """One site's lost lease or database failure ends that site's session, never another's."""
         try:
-            if session.fill(now):
-                slot, _reason = session.slot(now)
-                if slot is not None and slot <= now:
-                    session.send_one()
+            yield
         except LeaseLost:
             logger.warning("Lost the lease of site %s to another dispatcher", session.site_id)
-            self._end(session)
-        except DatabaseError:
-            # One site's write failure ends that site's session, never another site's.
-            logger.exception("Could not record an outcome of site %s", session.site_id)
-            self._end(session, broken=True)
-        else:
-            if session.finished:
+            session.finished = True
+            if session.site_id not in self.busy:
                 self._end(session)
+        except DatabaseError:
+            logger.exception("Could not record an outcome of site %s", session.site_id)
+            session.finished = session.broken = True
+            if session.site_id not in self.busy:
+                self._end(session, broken=True)
 
     # ending sessions and the call
     def _end(self, session, *, broken=False):
         """End a session and release what it holds. Its site is served again in this call only
         if its queue ran empty (more may come); ``broken``: after a database error, what cannot
         be released runs out with its lease."""
-        self.sessions.pop(session.site_id, None)
+        if self.sessions.pop(session.site_id, None) is None:
+            return
         if not session.exhausted:
             self.done.add(session.site_id)
         self.refreshed = None
-        if broken:
+        if broken or getattr(session, "broken", False):
             session.abandon()
         else:
             session.close()

@@ -110,9 +110,11 @@ def normal_mail_due(site_id, now):
 class NormalFirst:
     """Normal mail before bulk in a site's session, whatever was claimed first.
 
-    Before a claimed bulk message goes, one cheap look (``normal_mail_due``, at most every
-    ``LOOK_EVERY`` seconds) whether normal mail of the site became due meanwhile: then the
-    claimed messages go back (``release_claims``) and the next claim takes the normal lane first.
+    Before a claimed bulk message goes (``SiteSession.next_delivery``), one cheap look
+    (``normal_mail_due``, at most every ``LOOK_EVERY`` seconds) whether normal mail of the site
+    became due meanwhile: then the claimed messages go back (``release_claims``), and the
+    session's next claim takes the normal lane first. Only on the dispatcher's thread, and only
+    with no message of the batch in flight.
     """
 
     LOOK_EVERY = 0.1  # seconds
@@ -120,14 +122,24 @@ class NormalFirst:
     def __init__(self, site_id, owner):
         self.site_id, self.owner, self.looked = site_id, owner, None
 
-    def yields(self, batch, now):
-        """True when ``batch`` starts with bulk and normal mail is due: release it then."""
-        if not batch or batch[0].lane != Lane.BULK:
+    @staticmethod
+    def bulk(batch):
+        """Whether the batch's next message is bulk mail."""
+        return bool(batch) and batch[0].lane == Lane.BULK
+
+    def make_way(self, batch, now):
+        """Release ``batch`` (and empty it) when it starts with bulk and normal mail is due;
+        whether it did."""
+        if not self.bulk(batch):
             return False
         if self.looked is not None and time.monotonic() - self.looked < self.LOOK_EVERY:
             return False
         self.looked = time.monotonic()
-        return normal_mail_due(self.site_id, now)
+        if not normal_mail_due(self.site_id, now):
+            return False
+        release_claims([message.pk for message in batch], self.owner)
+        batch.clear()
+        return True
 
 
 def extend_claims(pks, owner, until):

@@ -1,9 +1,8 @@
 """One site's session: open (its lease), claim, send over its one connection, record, release.
 
 A session talks SMTP and keeps its own books; which site goes when is the dispatcher's to decide,
-as Postfix's queue manager decides for its delivery agents. It knows nothing of other sites: what
-it shares with them is its database connection's ``OutcomePipeline``, and it tells what happened
-through the ``on_outcome`` callable it was given.
+as Postfix's queue manager decides for its delivery agents. It knows nothing of other sites and
+tells what happened through ``on_outcome``; only ``deliver`` runs on an agent thread (agents.py).
 
 Delivery is at-least-once: a message is marked ``sent`` right after the server accepted it, so a
 dispatcher that dies between the server's "250" and that write causes the one message in flight to
@@ -16,6 +15,7 @@ import logging
 import smtplib
 import time
 from collections import deque
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.db import DatabaseError
@@ -35,7 +35,7 @@ from .mailqueue import (
     too_old_to_retry,
 )
 from .message import SenderRewrite, envelope_sender
-from .models import Lane, MessageStatus, OutboundMessage
+from .models import MessageStatus, OutboundMessage
 from .replies import MESSAGE, SERVER, THROTTLE, refused_text
 from .sendstate import (
     forget_old_records,
@@ -53,24 +53,37 @@ KEEP_OPEN = 10  # seconds: a connection whose next slot is further away is close
 IDLE_CHECK = 5  # seconds idle after which a kept connection is checked with NOOP first
 
 
-class OutcomePipeline:
-    """The outcome not written yet: at most one per database connection, whichever site it is of.
+@dataclass
+class Delivery:
+    """One message handed to an agent thread: its recipients (the suppressed ones left out)
+    and the gate its data wait at (``agents.Gate``; None when nothing is left to write)."""
 
-    A sent message's outcome may wait for the next message sent on the same database connection,
-    of the same site or another: it is written after that message's ``MAIL FROM`` went to the
-    server and before the reply is read, so the database and the server work at the same time.
-    The next message's data follow only after that write, so at any moment at most one message
-    is accepted by a server and not yet marked ``sent``: the one in flight, as before. Every other
-    step that touches the database or sleeps writes it first (``settle``).
-    """
+    message: object
+    recipients: list
+    gate: object = None
 
-    def __init__(self):
-        self.write = None
+    def wait_for_previous(self):
+        if self.gate is not None:
+            self.gate.wait(conf.get("TIMEOUT"))
 
-    def settle(self):
-        write, self.write = self.write, None
-        if write is not None:
-            write()
+
+class _TokenOnDispatcherThread:
+    """An OAuth token source whose database work (the token cache) runs through ``ask``, on the
+    dispatcher's thread."""
+
+    def __init__(self, source, ask):
+        self.source, self.ask = source, ask
+
+    @property
+    def was_cached(self):
+        return self.source.was_cached
+
+    def __call__(self, refresh=False):
+        return self.ask(self.source, refresh=refresh)
+
+
+def _here(function, *args, **kwargs):
+    return function(*args, **kwargs)
 
 
 class SiteSession:
@@ -78,14 +91,15 @@ class SiteSession:
 
     ``on_outcome(outcome, site_id, message)`` is told "sent", "deferred" and "failed" per message,
     "paused" and "backed_off" (message None) when the site stops; ``clock`` is the run's
-    (``sendstate.database_clock``); ``deadline`` the monotonic moment no exchange may pass.
+    (``sendstate.database_clock``); ``deadline`` the monotonic moment no exchange may pass;
+    ``ask(function, *args)`` runs database work of ``deliver`` on the dispatcher's thread.
     """
 
-    def __init__(self, smtp_settings, owner, *, pipeline, on_outcome, clock, deadline=None):
+    def __init__(self, smtp_settings, owner, *, on_outcome, clock, deadline=None, ask=_here):
         self.settings = smtp_settings
         self.site_id = smtp_settings.site_id
         self.owner = owner
-        self.pipeline = pipeline
+        self.ask = ask
         self.on_outcome = on_outcome
         self.clock = clock
         self.deadline = deadline
@@ -99,8 +113,9 @@ class SiteSession:
         self.last_used = None
         self.finished = False  # no more due messages, or stopped by a failure
         self.write_error = None  # a sent message's outcome that could not be written
+        self.broken = False  # a database error: what cannot be released runs out with its lease
         self.exhausted = False  # the queue had nothing more to claim
-        self.normal_first = NormalFirst(self.site_id, owner)
+        self.normal_first = NormalFirst(self.site_id, owner)  # normal mail before bulk
 
     # opening and ordering
     def open(self, now):
@@ -111,6 +126,9 @@ class SiteSession:
         self.lease_until = now + timedelta(seconds=self.lease_seconds)
         try:
             self.params = servers.verified_params(self.settings)  # decrypted once per session
+            if self.params.token_source is not None:
+                source = _TokenOnDispatcherThread(self.params.token_source, self.ask)
+                self.params = replace(self.params, token_source=source)
         except UndecryptablePassword as error:
             hint = gettext_lazy("Enter the password again and confirm the server.")
             self._pause(SmtpFailure(SERVER, str(error), hint=hint))
@@ -132,8 +150,7 @@ class SiteSession:
     def slot(self, now):
         """``(moment, reason)`` for this site's next message (count 1 until one is claimed)."""
         count = self.batch[0].recipient_count if self.batch else 1
-        bulk = bool(self.batch) and self.batch[0].lane == Lane.BULK
-        return self.schedule.slot_for(count, not_before=now, bulk=bulk)
+        return self.schedule.slot_for(count, not_before=now, bulk=NormalFirst.bulk(self.batch))
 
     def claim_size(self):
         interval = self.limits.min_interval.total_seconds()
@@ -143,12 +160,7 @@ class SiteSession:
 
     def fill(self, now):
         """Claim more messages if the batch is empty; False when none are due."""
-        if self.normal_first.yields(self.batch, now):  # normal mail came: the bulk goes back
-            self.settle()
-            release_claims([m.pk for m in self.batch], self.owner)
-            self.batch.clear()
         if not self.batch:
-            self.settle()
             self._renew(now, force=True)
             self.batch.extend(
                 claim_due(self.site_id, self.owner, now, self.lease_until, self.claim_size())
@@ -162,7 +174,6 @@ class SiteSession:
     def _renew(self, now, force=False):
         if not force and now < self.lease_until - timedelta(seconds=self.lease_seconds / 2):
             return
-        self.settle()
         until = now + timedelta(seconds=self.lease_seconds)
         if not renew_lease(self.site_id, self.owner, until, self.last_sent_at):
             raise LeaseLost
@@ -187,30 +198,40 @@ class SiteSession:
             transport.close_quietly(self.connection)
             self.connection = None
 
-    def send_one(self):
-        """Send the next claimed message and record its outcome."""
-        if self.finished:
-            return  # a failed write ended the session (see ``_record_sent``)
-        try:
-            self._send_one()
-        except OutcomeNotWritten as error:
-            # The message under way is not complete: the server drops it with the connection.
-            self._drop_connection()
-            raise error.__cause__ from None
+    def can_go_now(self, now):
+        """True when the next claimed message may go at once over the open connection."""
+        if self.finished or not self.batch or getattr(self.connection, "sock", None) is None:
+            return False
+        slot, _reason = self.slot(now)
+        return slot is not None and slot <= now
 
-    def _send_one(self):
+    def next_delivery(self, gate=None):
+        """The next claimed message for ``deliver``, its lease renewed; None when it cannot go
+        (every recipient suppressed: it fails here; normal mail came: claimed bulk goes back)."""
         self._renew(self.clock())
+        if self.normal_first.make_way(self.batch, self.clock()):
+            return None
         message = self.batch[0]
-        try:
-            connection = self._connection()
-        except SmtpFailure as failure:
-            self._failed(failure)
-            return
         recipients = [r for r in message.recipients if r.lower() not in self.suppressed]
         if not recipients:
             self.batch.popleft()
             self._fail(message, _("Not sent: every recipient bounced before and is suppressed."))
-            return
+            return None
+        return Delivery(message, recipients, gate)
+
+    def deliver(self, delivery):
+        """On an agent thread: hand the message to the server (SMTP only, no database).
+
+        Returns ``(kind, detail)`` for ``apply``: "sent" (the refused recipients), "failure" (an
+        SmtpFailure), "unreachable" (no connection: an SmtpFailure), "not_written" (the previous
+        outcome could not be written: the message is incomplete, dropped with the connection)
+        or "error" (a bug, which must not block the queue behind this message).
+        """
+        message = delivery.message
+        try:
+            connection = self._connection()
+        except SmtpFailure as failure:
+            return "unreachable", failure
         try:
             raw = self.rewrite(
                 bytes(message.raw_message), bounces.reference(self.site_id, message.pk)
@@ -219,25 +240,45 @@ class SiteSession:
                 connection,
                 self.params,
                 self.sender,
-                recipients,
+                delivery.recipients,
                 raw,
-                meanwhile=self._write_pending_outcome,
+                meanwhile=delivery.wait_for_previous,
             )
         except SmtpFailure as failure:
             self.last_used = time.monotonic()
-            self._failed(failure, message)
-            return
+            return "failure", failure
         except OutcomeNotWritten:
-            raise
-        except Exception as error:  # a bug must not block the queue behind this message
-            logger.exception("Unexpected error while sending message %s", message.pk)
-            self.batch.popleft()
             self._drop_connection()
-            self._fail(message, _("Internal error: %(error)s") % {"error": type(error).__name__})
-            return
+            return "not_written", None
+        except Exception as error:
+            logger.exception("Unexpected error while sending message %s", message.pk)
+            self._drop_connection()
+            return "error", error
         self.last_used = time.monotonic()
-        self.batch.popleft()
-        self._sent(message, refused)
+        return "sent", refused
+
+    def apply(self, delivery, result):
+        """Book what ``deliver`` returned. For a sent message, returns the write of its outcome
+        (the caller may start the next message first, see ``agents.Gate``); else None.
+        Raises the DatabaseError of an outcome that could not be written."""
+        kind, detail = result
+        message = delivery.message
+        if kind == "sent":
+            self.batch.popleft()
+            return self._sent(message, detail)
+        if kind == "unreachable":
+            self._failed(detail)
+        elif kind == "failure":
+            self._failed(detail, message)
+        elif kind == "not_written":
+            self.finished = True
+            if self.write_error is not None:
+                raise self.write_error
+        else:
+            self.batch.popleft()
+            reason = _("Internal error: %(error)s") % {"error": type(detail).__name__}
+            self._fail(message, reason)
+        return None
 
     def _failed(self, failure, message=None):
         """The one failure policy, by the reply's scope (see replies.py). ``message``: the
@@ -267,18 +308,7 @@ class SiteSession:
         note = refused_text(refused) if refused else ""
         recipients = len(message.recipients)
         self.schedule.record(sent_at, recipients)
-
-        def write():
-            self._record_sent(message, recipients, sent_at, note)
-
-        self.pipeline.settle()  # none is left at this point; never two
-        slot, _reason = self.slot(sent_at)
-        if self.connection is not None and self.batch and slot is not None and slot <= sent_at:
-            # The next message may go at once: this outcome is written while a server answers
-            # the MAIL FROM of the next message sent (see ``OutcomePipeline``).
-            self.pipeline.write = write
-        else:
-            write()
+        return lambda: self._record_sent(message, recipients, sent_at, note)
 
     def _record_sent(self, message, recipients, sent_at, note):
         # The site's last_sent_at is written with the lease (renewal, release), not here.
@@ -287,8 +317,8 @@ class SiteSession:
                 message.pk, self.site_id, recipients, sent_at, note, envelope_from=self.sender
             )
         except DatabaseError as error:
-            # Written during whichever site's message goes next: only THIS site's session
-            # ends. The message stays claimed; when its lease runs out it goes again.
+            # Only THIS site's session ends. The message stays claimed; when its lease runs out
+            # it goes again.
             logger.exception("Could not record message %s of site %s", message.pk, self.site_id)
             self.finished, self.write_error = True, error
             return
@@ -298,22 +328,7 @@ class SiteSession:
         signals.message_sent.send(sender=OutboundMessage, message=message)
         self.on_outcome("sent", self.site_id, message)
 
-    def settle(self):
-        """Write the outcome not written yet (see ``OutcomePipeline``)."""
-        self.pipeline.settle()
-
-    def _write_pending_outcome(self):
-        """While the server reads the next ``MAIL FROM``: the outcome not written yet."""
-        if self.pipeline.write is not None:
-            try:
-                self.pipeline.settle()
-            except Exception as error:
-                raise OutcomeNotWritten from error
-            if self.write_error is not None:  # this site's own write failed: stop here
-                raise OutcomeNotWritten from self.write_error
-
     def _fail(self, message, reason):
-        self.settle()
         record_failed(message.pk, reason, self.clock())
         message.status, message.last_error = MessageStatus.FAILED, reason
         message.attempts += 1
@@ -321,7 +336,6 @@ class SiteSession:
         self.on_outcome("failed", self.site_id, message)
 
     def _defer(self, message, failure):
-        self.settle()
         now = self.clock()
         if too_old_to_retry(message, now):
             self._fail(message, failure.text)
@@ -338,7 +352,6 @@ class SiteSession:
 
     def _pause(self, failure):
         """The server refuses us (AUTH, sender, TLS): pause the site, keep its mail queued."""
-        self.settle()
         verification.pause_sending(self.settings, failure)
         logger.warning(
             "Sending paused for site %s: %s", self.site_id, smtp_client.for_log(failure.text)
@@ -349,7 +362,6 @@ class SiteSession:
     def _back_off(self, failure):
         """The server throttles the account: QUIT, put every claimed message back as it was
         (no attempt spent), and let the site wait for its server's window."""
-        self.settle()
         self._drop_connection()
         release_claims([m.pk for m in self.batch], self.owner)
         self.batch.clear()
@@ -382,7 +394,6 @@ class SiteSession:
 
     def close(self):
         # Safe after a lost lease too: both releases only touch what this session still owns.
-        self.settle()
         self._drop_connection()
         release_claims([m.pk for m in self.batch], self.owner)
         release_lease(self.site_id, self.owner, self.last_sent_at)

@@ -1,0 +1,108 @@
+"""Many sites' servers at once: one dispatcher keeps their conversations going side by side,
+never more than WAGTAIL_OWN_SMTP_CONNECTIONS, and a stalling server holds back only its own site."""
+
+import threading
+
+import pytest
+from django.core.mail import EmailMessage
+from django.db.backends.signals import connection_created
+
+from tests.delivery_helpers import own_server, real_backend, statuses  # noqa: F401
+from tests.helpers_admin import make_site
+from wagtail_own_smtp import using_site
+from wagtail_own_smtp.dispatch import dispatch
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("real_backend")]
+
+
+def sites_on(server, count, **limits):
+    sites = [make_site()] + [make_site(f"s{n}.example", default=False) for n in range(1, count)]
+    for site in sites:
+        own_server(site, server, **limits)
+    return sites
+
+
+def queue(site, count):
+    with using_site(site):
+        for n in range(count):
+            EmailMessage(f"{site.hostname} {n}", "Body", None, [f"r{n}@example.org"]).send()
+
+
+def test_the_sites_conversations_go_side_by_side(starttls_server):
+    starttls_server.behaviour.delay = 0.3  # a distant server: every DATA waits
+    sites = sites_on(starttls_server, 6)
+    for site in sites:
+        queue(site, 2)
+
+    report = dispatch(until_empty=True)
+
+    assert report.sent == 12 and statuses() == {"sent": 12}
+    assert len(starttls_server.wait_for(12)) == 12
+    # Every site's conversation was under way at the same moment (one per site, never two).
+    assert starttls_server.peak_in_data == 6
+
+
+def test_connections_bound_the_conversations_under_way(starttls_server, settings):
+    settings.WAGTAIL_OWN_SMTP_CONNECTIONS = 2
+    starttls_server.behaviour.delay = 0.2
+    sites = sites_on(starttls_server, 5)
+    for site in sites:
+        queue(site, 2)
+
+    report = dispatch(until_empty=True)
+
+    assert report.sent == 10 and statuses() == {"sent": 10}
+    assert starttls_server.peak_in_data == 2
+
+
+def test_a_site_is_sent_for_over_one_connection_at_a_time(starttls_server):
+    starttls_server.behaviour.delay = 0.2
+    [site] = sites_on(starttls_server, 1)
+    queue(site, 4)
+
+    report = dispatch(until_empty=True)
+
+    assert report.sent == 4
+    assert starttls_server.peak_in_data == 1
+    assert len(starttls_server.sessions) == 1  # the four went over one connection
+
+
+def test_a_stalling_server_holds_back_only_its_own_site(starttls_server, silent_server, settings):
+    settings.WAGTAIL_OWN_SMTP_TIMEOUT = 2
+    # The stalling site comes first in the turn order (the oldest site, nothing sent yet).
+    stalling, *others = sites_on(starttls_server, 4)
+    own_server(stalling, silent_server)
+    for site in [stalling, *others]:
+        queue(site, 2)
+    outcomes = []
+
+    report = dispatch(
+        until_empty=True, progress=lambda outcome, site_id, _m: outcomes.append((outcome, site_id))
+    )
+
+    assert report.sent == 6 and report.deferred == 2
+    assert len(starttls_server.wait_for(6)) == 6
+    # Every other site's mail was sent while the silent server was still being waited for.
+    assert [outcome for outcome, _site in outcomes] == ["sent"] * 6 + ["deferred"] * 2
+    assert {site_id for outcome, site_id in outcomes if outcome == "deferred"} == {stalling.id}
+
+
+def test_only_the_dispatchers_thread_uses_the_database(starttls_server):
+    starttls_server.behaviour.delay = 0.1
+    sites = sites_on(starttls_server, 4)
+    for site in sites:
+        queue(site, 2)
+    threads = []
+
+    def opened(sender, connection, **kwargs):
+        threads.append(threading.current_thread().name)
+
+    connection_created.connect(opened)
+    try:
+        report = dispatch(until_empty=True)
+    finally:
+        connection_created.disconnect(opened)
+
+    assert report.sent == 8
+    # One database connection per dispatcher, however many conversations it keeps going.
+    assert not [name for name in threads if name.startswith("own-smtp-agent")]
