@@ -235,7 +235,6 @@ def forecasts(sites, now=None):
     settings_by_site = {s.site_id: s for s in SmtpSettings.objects.filter(site__in=site_ids)}
     counts = queue_counts(site_ids)
     times = waiting_times(site_ids)
-    bulk = messages().of_sites(site_ids).bulk_waiting_by_site()
     states = SiteSendState.objects.filter(site__in=site_ids)
     last_sent, backoffs = {}, {}
     for row in states.values_list("last_sent_at", *_BACKOFF_FIELDS):
@@ -249,7 +248,6 @@ def forecasts(sites, now=None):
             "counts": counts.get(site.pk, {}),
             "last_sent_at": last_sent.get(site.pk),
             "times": times.get(site.pk),
-            "bulk": bulk.get(site.pk, 0),
         }
         result.append(site_forecast(smtp_settings, now, read, backoffs.get(site.pk)))
     return result
@@ -281,7 +279,8 @@ def waiting_mail(site_ids=None):
 
 
 def waiting_times(site_ids=None):
-    """``{site_id: (first, latest)}``: the earliest and latest ``next_attempt_at`` of waiting mail.
+    """``{site_id: (first, latest, bulk)}``: the earliest and latest ``next_attempt_at`` of waiting
+    mail, and how much of it is bulk mail.
 
     All a site without caps needs for its forecast, in one aggregate query, instead of every
     waiting row.
@@ -300,7 +299,6 @@ def site_outlook(
     waiting=None,
     times=_UNREAD,
     backoff_until=_UNREAD,
-    bulk=_UNREAD,
 ):
     """Queue counts, next send slot and estimated drain time of a site (a few queries).
 
@@ -309,8 +307,8 @@ def site_outlook(
     ``times`` (its entry of ``waiting_times``) and, for a site with caps, ``waiting`` (its entry
     of ``waiting_mail``) when the caller read them for many sites at once: only a site with caps
     then costs a query (its window records). A site without caps never reads its waiting rows:
-    their number and due times tell when the last goes. ``bulk``: how many of them are bulk mail
-    (``bulk_waiting_by_site``); the normal lane goes first, the bulk lane within its share.
+    their number, lanes and due times tell when the last goes. The normal lane goes first, the bulk
+    lane within its share of the caps.
     """
     now = now or timezone.now()
     site_id = smtp_settings.site_id
@@ -335,9 +333,7 @@ def site_outlook(
             times = waiting_times([site_id]).get(site_id)
         if not times:
             return Outlook(counts, None, None)
-        first_due, latest_retry = times
-        if bulk is _UNREAD:
-            bulk = messages().of_sites([site_id]).bulk_waiting_by_site().get(site_id, 0)
+        first_due, latest_retry, bulk = times
         # without caps, only their number matters
         normal, bulk_counts = [1] * (waiting_count - bulk), [1] * bulk
     if last_sent_at is _UNREAD or backoff_until is _UNREAD:

@@ -59,19 +59,18 @@ class OutboundMessageQuerySet(models.QuerySet):
             waiting.setdefault(site_id, []).append((count, due, lane))
         return waiting
 
-    def bulk_waiting_by_site(self):
-        """``{site_id: count}`` of waiting bulk mail, in one aggregate query."""
-        bulk = self.waiting().filter(lane=Lane.BULK)
-        return dict(bulk.values_list("site_id").annotate(n=Count("pk")).order_by())
-
     def waiting_times_by_site(self):
-        """``{site_id: (first, latest)}``: the earliest and latest ``next_attempt_at`` of waiting
-        mail, in one aggregate query over the index (site, status, next_attempt_at)."""
+        """``{site_id: (first, latest, bulk)}``: the earliest and latest ``next_attempt_at`` of
+        waiting mail and how many of it are bulk mail, in one aggregate query."""
         return {
-            row["site_id"]: (row["first"], row["latest"])
+            row["site_id"]: (row["first"], row["latest"], row["bulk"])
             for row in self.waiting()
             .values("site_id")
-            .annotate(first=Min("next_attempt_at"), latest=Max("next_attempt_at"))
+            .annotate(
+                first=Min("next_attempt_at"),
+                latest=Max("next_attempt_at"),
+                bulk=Count("pk", filter=Q(lane=Lane.BULK)),
+            )
             .order_by()
         }
 

@@ -140,7 +140,6 @@ EXPORT_FIELDS = [
     "pk",
     "site",
     "get_status_display",
-    "get_lane_display",
     "subject",
     "recipients",
     "created_at",
@@ -148,6 +147,7 @@ EXPORT_FIELDS = [
     "last_attempt_at",
     "sent_at",
     "last_error",
+    "get_lane_display",
 ]
 
 EXPORT_HEADINGS = {

@@ -11,7 +11,6 @@ from wagtail_own_smtp.choices import WAITING
 from wagtail_own_smtp.domain_report import summary
 from wagtail_own_smtp.forecast import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
-from wagtail_own_smtp.mailqueue import messages
 from wagtail_own_smtp.models import (
     DeliveryMode,
     DomainCheck,
@@ -53,7 +52,6 @@ class Command(BaseCommand):
         capped = [pk for pk, s in settings_by_site.items() if Limits.of(s).windows()]
         waiting = waiting_mail(capped) if capped else {}
         times = waiting_times()
-        bulk = messages().bulk_waiting_by_site()
         domain_checks = {check.site_id: check for check in DomainCheck.objects.all()}
         sites = Site.objects.filter(pk__in=with_mail | set(settings_by_site)).order_by("pk")
         if not sites:
@@ -91,7 +89,6 @@ class Command(BaseCommand):
                 waiting.get(site.pk, []),
                 times.get(site.pk),
                 backoffs.get(site.pk, (None,))[0],
-                bulk=bulk.get(site.pk, 0),
             )
             verification = verifications.get(
                 smtp_settings.verification_status, smtp_settings.verification_status
