@@ -7,8 +7,10 @@ import pytest
 from django.core.mail import EmailMessage
 from django.db.backends.signals import connection_created
 
+from example_project.local_smtp import SilentServer
 from tests.delivery_helpers import own_server, real_backend, statuses  # noqa: F401
 from tests.helpers_admin import make_site
+from tests.hostile_servers import HostileServer
 from wagtail_own_smtp import using_site
 from wagtail_own_smtp.dispatch import dispatch
 
@@ -67,22 +69,34 @@ def test_a_site_is_sent_for_over_one_connection_at_a_time(starttls_server):
     assert len(starttls_server.sessions) == 1  # the four went over one connection
 
 
-def test_a_stalling_server_holds_back_only_its_own_site(starttls_server, silent_server, settings):
+STALLING = {
+    "silent": lambda: SilentServer(),  # accepts the connection, never answers
+    "dripping": lambda: HostileServer(drip=0.5, greeting=b"220 " + b"s" * 200 + b"\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STALLING))
+def test_a_stalling_server_holds_back_only_its_own_site(starttls_server, settings, kind):
     settings.WAGTAIL_OWN_SMTP_TIMEOUT = 2
     # The stalling site comes first in the turn order (the oldest site, nothing sent yet).
     stalling, *others = sites_on(starttls_server, 4)
-    own_server(stalling, silent_server)
+    bad_server = STALLING[kind]().start()
+    own_server(stalling, bad_server)
     for site in [stalling, *others]:
         queue(site, 2)
     outcomes = []
 
-    report = dispatch(
-        until_empty=True, progress=lambda outcome, site_id, _m: outcomes.append((outcome, site_id))
-    )
+    try:
+        report = dispatch(
+            until_empty=True,
+            progress=lambda outcome, site_id, _message: outcomes.append((outcome, site_id)),
+        )
+    finally:
+        bad_server.stop()
 
     assert report.sent == 6 and report.deferred == 2
     assert len(starttls_server.wait_for(6)) == 6
-    # Every other site's mail was sent while the silent server was still being waited for.
+    # Every other site's mail was sent while the stalling server was still being waited for.
     assert [outcome for outcome, _site in outcomes] == ["sent"] * 6 + ["deferred"] * 2
     assert {site_id for outcome, site_id in outcomes if outcome == "deferred"} == {stalling.id}
 

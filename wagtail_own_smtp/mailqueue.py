@@ -12,7 +12,7 @@ on a connection to go twice (at-least-once).
 
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 
 from django.db import DatabaseError, connection, transaction
@@ -348,8 +348,10 @@ def record_sent(message_pk, site_id, recipients, sent_at, note="", *, envelope_f
                     params,
                 )
             except BaseException:
-                if connection.connection.info.transaction_status != 0:  # not idle: roll back
-                    connection.connection.execute("ROLLBACK")
+                # A dropped connection cannot roll back: the error that dropped it says why.
+                with suppress(Exception):
+                    if connection.connection.info.transaction_status != 0:  # not idle
+                        connection.connection.execute("ROLLBACK")
                 raise
         return
     with transaction.atomic():
