@@ -132,7 +132,7 @@ def test_export_as_csv_follows_the_filters(admin_client, site_a, site_b):
     rows = b"".join(response.streaming_content).decode().splitlines()
     assert rows[0] == (
         "ID,Site,Status,Subject,Recipients,Queued at,Attempts,Last attempt,Sent at,"
-        "Last server reply"
+        "Last server reply,Lane"
     )
     assert len(rows) == 2 and "Invitation B,someone@example.org" in rows[1]
     assert "Deferred" in rows[1] and "451 4.3.0 Try later" in rows[1]

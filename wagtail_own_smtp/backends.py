@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from . import conf
 from .exceptions import MessageTooLarge
 from .message import envelope_address, raw_message
-from .middleware import current_site
+from .middleware import current_bulk, current_site
 
 # Connection options Django's get_connection() may pass (Wagtail's mail helper passes
 # username=None, password=None). This backend has no connection of its own: None means absent,
@@ -67,12 +67,14 @@ def is_report_to_staff(message):
 class EmailBackend(BaseEmailBackend):
     """Routes a site's mail: its own, verified SMTP server (queued) or the platform's service.
 
-    Options: ``site`` (send as this site's mail), ``fallback`` (Django 6.1+: the mailer alias of
-    the platform's service; before: a backend path, default ``WAGTAIL_OWN_SMTP_FALLBACK_BACKEND``).
+    Options: ``site`` (send as this site's mail), ``bulk`` (queue it in the site's bulk lane),
+    ``fallback`` (Django 6.1+: the mailer alias of the platform's service; before: a backend
+    path, default ``WAGTAIL_OWN_SMTP_FALLBACK_BACKEND``).
     """
 
-    def __init__(self, *, site=None, fallback=None, **kwargs):
+    def __init__(self, *, site=None, bulk=False, fallback=None, **kwargs):
         self.site = site
+        self.bulk = bool(bulk)
         self._fallback_options = {}
         for name in _CONNECTION_OPTIONS:
             if name in kwargs and kwargs[name] is None:
@@ -161,16 +163,16 @@ class EmailBackend(BaseEmailBackend):
         for message in email_messages:
             (to_staff if is_report_to_staff(message) else own).append(message)
         sent = (self.fallback_backend().send_messages(to_staff) or 0) if to_staff else 0
-        return sent + (self.enqueue(site, own) if own else 0)
+        return sent + (self.enqueue(site, own, current_bulk(self.site, self.bulk)) if own else 0)
 
-    def enqueue(self, site, email_messages):
+    def enqueue(self, site, email_messages, bulk=False):
         """Store the messages for the site's own server in one transaction; dispatch on commit.
 
         Mail waits in the queue even while the site has no verified server: it never goes out
         through the platform once the editor chose the own server.
         """
         from .mailqueue import dispatch_after_commit
-        from .models import OutboundMessage
+        from .models import Lane, OutboundMessage
 
         limit = conf.get("MAX_MESSAGE_SIZE")
         now = timezone.now()
@@ -197,6 +199,7 @@ class EmailBackend(BaseEmailBackend):
             rows.append(
                 OutboundMessage(
                     site=site,
+                    lane=Lane.BULK if bulk else Lane.NORMAL,
                     subject=str(message.subject)[:255],
                     envelope_from=sender,
                     recipients=recipients,

@@ -327,6 +327,21 @@ def check_dns_resolvers(app_configs, **kwargs):
 
 
 @checks.register(TAG)
+def check_bulk_reserve(app_configs, **kwargs):
+    try:
+        conf.bulk_reserve()
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint=_("The percent of each cap kept for normal mail, e.g. 10; 0 keeps none."),
+                id="wagtail_own_smtp.E009",
+            )
+        ]
+    return []
+
+
+@checks.register(TAG)
 def check_connections(app_configs, **kwargs):
     value = conf.get("CONNECTIONS")
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:

@@ -50,6 +50,13 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", pgettext_lazy("own smtp message status", "Cancelled")
 
 
+class Lane(models.TextChoices):
+    """A site's two lanes: at each slot a due normal message goes before any bulk one."""
+
+    NORMAL = "normal", pgettext_lazy("own smtp lane", "Normal")
+    BULK = "bulk", pgettext_lazy("own smtp lane", "Bulk")
+
+
 class BounceKind(models.TextChoices):
     HARD = "hard", _("Hard bounce")
     SOFT = "soft", _("Soft bounce")

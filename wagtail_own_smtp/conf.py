@@ -1,6 +1,8 @@
 """App settings, read at call time so that ``override_settings`` works."""
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
 
 DEFAULTS = {
     "ENCRYPTION_KEYS": None,  # None: derived from SECRET_KEY (+ SECRET_KEY_FALLBACKS)
@@ -17,6 +19,8 @@ DEFAULTS = {
     # Seconds a site waits after a server's throttle (a 4xx at MAIL FROM, 432 concurrent
     # connections); a daily quota waits until its rolling 24 hours can have room again.
     "THROTTLE_SECONDS": 60,
+    # Percent of each hourly and daily cap that bulk mail leaves free for normal mail (0-100).
+    "BULK_RESERVE": 10,
     "LEASE_SECONDS": 300,  # a dispatcher that dies frees its site and messages after this
     # Wrong confirmation links per client (IPv4 address, IPv6 /64) and window, then 429; None: off.
     # Counted in this Django cache: with several machines it must be a shared one (Redis, DB).
@@ -47,3 +51,17 @@ DEFAULTS = {
 def get(name):
     """Return ``WAGTAIL_OWN_SMTP_<name>`` or its default."""
     return getattr(settings, f"WAGTAIL_OWN_SMTP_{name}", DEFAULTS[name])
+
+
+def bulk_reserve():
+    """``BULK_RESERVE`` as a whole percentage from 0 to 100 (ImproperlyConfigured otherwise)."""
+    value = get("BULK_RESERVE")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ImproperlyConfigured(
+            _(
+                "WAGTAIL_OWN_SMTP_BULK_RESERVE must be a whole percentage from 0 to 100, "
+                "not %(value)s."
+            )
+            % {"value": repr(value)}
+        )
+    return value

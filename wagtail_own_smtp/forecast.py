@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from . import limits
-from .choices import WAITING
+from .choices import WAITING, Lane
 from .mailqueue import messages
 from .models import DeliveryMode, MessageStatus, SiteSendState, SmtpSettings
 from .sendstate import window_records
@@ -85,6 +85,7 @@ class Forecast:
     text: str
     now: object
     chart: object = None  # the picture of the sending (timeline.add_charts), where shown
+    bulk_waiting: int = 0  # of ``waiting``, the bulk lane's
 
     @property
     def next_slot_text(self):
@@ -184,6 +185,15 @@ def site_forecast(smtp_settings, now=None, read=None, backoff=None):
             "pace": pace(limits.Limits.of(smtp_settings)),
             "when": moment(outlook.drained_at, now),
         }
+        if outlook.bulk_waiting:
+            bulk_text = ngettext(
+                "%(count)s of them is bulk mail: normal mail goes first, at the next slot, and "
+                "the bulk lane drains %(when)s.",
+                "%(count)s of them are bulk mail: normal mail goes first, at the next slot, and "
+                "the bulk lane drains %(when)s.",
+                outlook.bulk_waiting,
+            ) % {"count": number(outlook.bulk_waiting), "when": moment(outlook.drained_at, now)}
+            text = f"{text} {bulk_text}"
     return Forecast(
         site=smtp_settings.site,
         settings=smtp_settings,
@@ -194,6 +204,7 @@ def site_forecast(smtp_settings, now=None, read=None, backoff=None):
         state=state,
         text=text,
         now=now,
+        bulk_waiting=outlook.bulk_waiting,
     )
 
 
@@ -253,6 +264,7 @@ class Outlook:
     next_slot: object  # datetime, or None when nothing waits
     drained_at: object  # datetime, or None when nothing waits or a message can never fit
     never_fits: bool = False
+    bulk_waiting: int = 0  # waiting messages of the bulk lane (they go after the normal lane)
 
 
 def queue_counts(site_ids=None):
@@ -261,12 +273,14 @@ def queue_counts(site_ids=None):
 
 
 def waiting_mail(site_ids=None):
-    """``{site_id: [(recipient_count, next_attempt_at), ...]}`` of waiting mail in sending order."""
+    """``{site_id: [(recipient_count, next_attempt_at, lane), ...]}`` of waiting mail in sending
+    order within each lane."""
     return messages().of_sites(site_ids).waiting_by_site()
 
 
 def waiting_times(site_ids=None):
-    """``{site_id: (first, latest)}``: the earliest and latest ``next_attempt_at`` of waiting mail.
+    """``{site_id: (first, latest, bulk)}``: the earliest and latest ``next_attempt_at`` of waiting
+    mail, and how much of it is bulk mail.
 
     All a site without caps needs for its forecast, in one aggregate query, instead of every
     waiting row.
@@ -293,7 +307,8 @@ def site_outlook(
     ``times`` (its entry of ``waiting_times``) and, for a site with caps, ``waiting`` (its entry
     of ``waiting_mail``) when the caller read them for many sites at once: only a site with caps
     then costs a query (its window records). A site without caps never reads its waiting rows:
-    their number and due times tell when the last goes.
+    their number, lanes and due times tell when the last goes. The normal lane goes first, the bulk
+    lane within its share of the caps.
     """
     now = now or timezone.now()
     site_id = smtp_settings.site_id
@@ -309,16 +324,18 @@ def site_outlook(
             waiting = waiting_mail([site_id]).get(site_id, [])
         if not waiting:
             return Outlook(counts, None, None)
-        recipients = [count for count, _due in waiting]
-        first_due = waiting[0][1]
-        latest_retry = max(due for _count, due in waiting)
+        normal = [count for count, _due, lane in waiting if lane != Lane.BULK]
+        bulk_counts = [count for count, _due, lane in waiting if lane == Lane.BULK]
+        first_due = min(due for _count, due, _lane in waiting)
+        latest_retry = max(due for _count, due, _lane in waiting)
     else:
         if times is _UNREAD:
             times = waiting_times([site_id]).get(site_id)
         if not times:
             return Outlook(counts, None, None)
-        first_due, latest_retry = times
-        recipients = [1] * waiting_count  # without caps, only their number matters
+        first_due, latest_retry, bulk = times
+        # without caps, only their number matters
+        normal, bulk_counts = [1] * (waiting_count - bulk), [1] * bulk
     if last_sent_at is _UNREAD or backoff_until is _UNREAD:
         state = SiteSendState.objects.filter(site_id=site_id).first()
         if last_sent_at is _UNREAD:
@@ -328,8 +345,14 @@ def site_outlook(
     start = max(now, backoff_until or now)  # nothing goes while the server's window is closed
     records = window_records(site_id, site_limits, now)
     schedule = limits.Schedule(site_limits, last_sent_at, records, now)
-    next_slot, _reason = schedule.slot_for(recipients[0], not_before=max(first_due, start))
-    drained_at = limits.drain_eta(recipients, start, last_sent_at, records, site_limits)
+    next_slot, _reason = schedule.slot_for(
+        (normal or bulk_counts)[0], not_before=max(first_due, start), bulk=not normal
+    )
+    drained_at = limits.drain_eta(
+        normal, start, last_sent_at, records, site_limits, bulk=bulk_counts
+    )
     if drained_at is not None:
         drained_at = max(drained_at, latest_retry)
-    return Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)
+    outlook = Outlook(counts, next_slot, drained_at, never_fits=drained_at is None)
+    outlook.bulk_waiting = len(bulk_counts)
+    return outlook

@@ -4,6 +4,10 @@ Nothing here touches the database or the clock: the dispatcher passes the state 
 last send time and the ``(sent_at, recipients)`` records of the windows) and ``now``. The caps
 count recipients, as providers do. The windows are rolling: a record made at ``t`` counts until
 ``t + window``.
+
+Lanes: every message counts toward the interval and the caps, but a bulk message goes only while
+the window's recipients, its own included, stay within ``100 - bulk_reserve`` percent of each cap
+(``Limits.bulk_cap``): the rest is kept for normal mail, which may use the whole cap.
 """
 
 from bisect import bisect_right
@@ -23,14 +27,25 @@ class Limits:
     min_interval: timedelta = timedelta(0)
     max_per_hour: int | None = None
     max_per_day: int | None = None
+    bulk_reserve: int = 0  # percent of each cap bulk mail leaves for normal mail
 
     @classmethod
-    def of(cls, smtp_settings):
+    def of(cls, smtp_settings, bulk_reserve=None):
+        """A site's limits; ``bulk_reserve`` defaults to ``WAGTAIL_OWN_SMTP_BULK_RESERVE``."""
+        if bulk_reserve is None:
+            from . import conf
+
+            bulk_reserve = conf.bulk_reserve()
         return cls(
             min_interval=timedelta(seconds=float(smtp_settings.min_interval or 0)),
             max_per_hour=smtp_settings.max_per_hour,
             max_per_day=smtp_settings.max_per_day,
+            bulk_reserve=bulk_reserve,
         )
+
+    def bulk_cap(self, cap):
+        """The part of ``cap`` bulk mail may use (rounded down)."""
+        return cap * (100 - self.bulk_reserve) // 100
 
     def windows(self):
         """(window, cap) for every cap that is set."""
@@ -80,10 +95,11 @@ class _Window:
         while self.records and self.records[0][0] <= moment - self.window:
             self.total -= self.records.popleft()[1]
 
-    def fits_from(self, moment, count):
-        """Earliest moment >= ``moment`` at which ``count`` more recipients fit (cap >= count)."""
+    def fits_from(self, moment, count, cap=None):
+        """Earliest moment >= ``moment`` at which ``count`` more recipients fit under ``cap``
+        (default: the window's; the cap must hold ``count``)."""
         self.slide_to(moment)
-        excess = self.total + count - self.cap
+        excess = self.total + count - (self.cap if cap is None else cap)
         for sent_at, recorded in self.records:
             if excess <= 0:
                 break
@@ -110,11 +126,17 @@ class Schedule:
         records = sorted(records)
         self._windows = [_Window(records, window, cap) for window, cap in limits.windows()]
 
-    def slot_for(self, count, not_before=None):
+    def _cap(self, window, count, bulk):
+        """The cap a message meets in ``window``: the bulk share for bulk mail. A bulk message
+        larger than that share (yet within the cap) waits for a window with nothing else in it."""
+        return max(self.limits.bulk_cap(window.cap), count) if bulk else window.cap
+
+    def slot_for(self, count, not_before=None, bulk=False):
         """Earliest moment a message with ``count`` recipients may start, and why it waits.
 
         Returns ``(moment, reason)`` with reason ``None`` (it may go at ``now``), ``"interval"``
         or ``"cap"``; ``(None, "cap")`` when the message exceeds a cap and can never go.
+        ``bulk``: a message of the bulk lane, held to the bulk share of each cap.
         """
         if not self.limits.can_ever_send(count):
             return None, "cap"
@@ -123,17 +145,19 @@ class Schedule:
         if slot is not None and slot > moment:
             moment, reason = slot, "interval"
         for window in self._windows:
-            fits = window.fits_from(moment, count)
+            fits = window.fits_from(moment, count, self._cap(window, count, bulk))
             if fits > moment:
                 moment, reason = fits, "cap"
         return moment, reason
 
-    def room(self, moment):
-        """Recipients the windows still take at ``moment`` (``moment`` not before the last)."""
+    def room(self, moment, bulk=False):
+        """Recipients the windows still take at ``moment`` (``moment`` not before the last);
+        ``bulk``: within the bulk share of each cap."""
         free = []
         for window in self._windows:
             window.slide_to(moment)
-            free.append(window.cap - window.total)
+            cap = self.limits.bulk_cap(window.cap) if bulk else window.cap
+            free.append(cap - window.total)
         return max(0, min(free))
 
     def record(self, sent_at, count):
@@ -158,33 +182,44 @@ class Schedule:
         return times[-1]
 
 
-def drain_eta(counts, now, last_sent_at, records, limits: Limits) -> datetime | None:
+def drain_eta(counts, now, last_sent_at, records, limits: Limits, bulk=()) -> datetime | None:
     """When the last of the queued messages (their recipient ``counts``, in order) may go.
 
     Sending is taken as instantaneous; None when a message exceeds a cap and never fits.
-    ``now`` for an empty queue.
+    ``now`` for an empty queue. ``bulk``: the recipient counts of the bulk lane, which go after
+    ``counts`` (the normal lane) within the bulk share of each cap.
 
     The same moments as walking ``Schedule.slot_for`` message by message, without the walk:
     with no cap, the messages go one interval apart from the first slot; with caps, as many
     messages as the windows' budget holds at a slot go one interval apart (the budget only
     grows while time passes, so each of them fits), and only the next one is looked up.
     """
-    if not counts:
+    every = [*counts, *bulk]
+    if not every:
         return now
-    if not limits.can_ever_send(max(counts)):
+    if not limits.can_ever_send(max(every)):
         return None
     interval = limits.min_interval
     if not limits.windows():
         first = max(now, next_slot(last_sent_at, interval) or now)
-        return first + (len(counts) - 1) * interval
+        return first + (len(every) - 1) * interval
     schedule = Schedule(limits, last_sent_at, records, now)
+    moment = now
+    for lane, is_bulk in ((counts, False), (bulk, True)):
+        if lane:
+            moment = _walk(schedule, list(lane), interval, is_bulk)
+    return moment
+
+
+def _walk(schedule, counts, interval, bulk):
+    """Send ``counts`` on ``schedule`` as ``drain_eta`` describes; when the last goes."""
     totals = list(accumulate(counts, initial=0))  # totals[i]: recipients of the first i messages
-    index, moment = 0, now
+    index, moment = 0, schedule.now
     while index < len(counts):
-        moment, _reason = schedule.slot_for(counts[index])
+        moment, _reason = schedule.slot_for(counts[index], bulk=bulk)
         schedule.record(moment, counts[index])
         index += 1
-        room = schedule.room(moment)
+        room = schedule.room(moment, bulk)
         # the following messages whose recipients fit in that room, one interval apart
         end = bisect_right(totals, totals[index] + room, lo=index) - 1
         if end > index:

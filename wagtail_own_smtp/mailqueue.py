@@ -11,15 +11,17 @@ on a connection to go twice (at-least-once).
 """
 
 import random
+import time
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Exists, F, Q, Value, When
 from django.utils import timezone
+from wagtail.models import Site
 
 from . import conf
-from .models import MessageStatus, OutboundMessage, SendRecord
+from .models import Lane, MessageStatus, OutboundMessage, SendRecord
 from .querysets import OutboundMessageQuerySet
 
 CLAIM_BYTES = 8 * 1024 * 1024  # raw bytes held in memory per claim
@@ -59,14 +61,24 @@ def dispatch_after_commit():
 
 
 def claim_due(site_id, owner, now, lease_until, limit):
-    """Mark up to ``limit`` due messages of the site ``sending`` under the lease; return them."""
-    candidates = sorted(
-        row
-        for part in messages().filter(site_id=site_id).due_parts(now)
-        for row in part.order_by("next_attempt_at", "pk").values_list(
-            "next_attempt_at", "pk", "size"
-        )[:limit]
-    )[:limit]
+    """Mark up to ``limit`` due messages of the site ``sending`` under the lease; return them.
+
+    The normal lane first: bulk messages only fill what due normal mail leaves of ``limit``.
+    Within a lane, in due order (each lane's parts follow the index (site, lane, status, due)).
+    """
+    candidates = []
+    for lane in (Lane.NORMAL, Lane.BULK):
+        wanted = limit - len(candidates)
+        if wanted <= 0:
+            break
+        parts = messages().filter(site_id=site_id, lane=lane).due_parts(now)
+        candidates += sorted(
+            row
+            for part in parts
+            for row in part.order_by("next_attempt_at", "pk").values_list(
+                "next_attempt_at", "pk", "size"
+            )[:wanted]
+        )[:wanted]
     pks, held = [], 0
     for _due_at, pk, size in candidates:
         if pks and held + size > CLAIM_BYTES:
@@ -78,9 +90,56 @@ def claim_due(site_id, owner, now, lease_until, limit):
     messages().due(now).filter(pk__in=pks).update(
         status=MessageStatus.SENDING, claimed_by=owner, lease_expires_at=lease_until
     )
-    claimed = OutboundMessage.objects.filter(pk__in=pks).order_by("next_attempt_at", "pk")
     # by primary key only: a condition on the status could lead the database to that index
-    return [m for m in claimed if m.claimed_by == owner and m.status == MessageStatus.SENDING]
+    claimed = {m.pk: m for m in OutboundMessage.objects.filter(pk__in=pks)}
+    return [
+        m
+        for m in map(claimed.get, pks)
+        if m is not None and m.claimed_by == owner and m.status == MessageStatus.SENDING
+    ]
+
+
+def normal_mail_due(site_id, now):
+    """Whether a normal message of the site is due: one query, one index probe per due part."""
+    due = Q()
+    for part in messages().filter(site_id=site_id, lane=Lane.NORMAL).due_parts(now):
+        due |= Exists(part)
+    return Site.objects.filter(pk=site_id).filter(due).exists()
+
+
+class NormalFirst:
+    """Normal mail before bulk in a site's session, whatever was claimed first.
+
+    Before a claimed bulk message goes (``SiteSession.next_delivery``), one cheap look
+    (``normal_mail_due``, at most every ``LOOK_EVERY`` seconds) whether normal mail of the site
+    became due meanwhile: then the claimed messages go back (``release_claims``), and the
+    session's next claim takes the normal lane first. Only on the dispatcher's thread, and only
+    with no message of the batch in flight.
+    """
+
+    LOOK_EVERY = 0.1  # seconds
+
+    def __init__(self, site_id, owner):
+        self.site_id, self.owner, self.looked = site_id, owner, None
+
+    @staticmethod
+    def bulk(batch):
+        """Whether the batch's next message is bulk mail."""
+        return bool(batch) and batch[0].lane == Lane.BULK
+
+    def make_way(self, batch, now):
+        """Release ``batch`` (and empty it) when it starts with bulk and normal mail is due;
+        whether it did."""
+        if not self.bulk(batch):
+            return False
+        if self.looked is not None and time.monotonic() - self.looked < self.LOOK_EVERY:
+            return False
+        self.looked = time.monotonic()
+        if not normal_mail_due(self.site_id, now):
+            return False
+        release_claims([message.pk for message in batch], self.owner)
+        batch.clear()
+        return True
 
 
 def extend_claims(pks, owner, until):
@@ -147,6 +206,16 @@ def retry_deferred_of(site):
 def cancel(messages_qs):
     """Cancel queued and deferred messages (one being sent right now goes on); how many."""
     return messages_qs.filter(status__in=CANCELLABLE).update(status=MessageStatus.CANCELLED)
+
+
+def waiting_bulk(site):
+    """The bulk mail of ``site`` that waits and can be cancelled (queued or deferred)."""
+    return messages().filter(site=site, lane=Lane.BULK, status__in=CANCELLABLE)
+
+
+def cancel_bulk(site):
+    """Cancel the waiting bulk mail of ``site`` (a bulk message being sent goes on); how many."""
+    return cancel(waiting_bulk(site))
 
 
 def delete_sent(sites, older_than, now=None):

@@ -15,15 +15,20 @@ from wagtail.models import Page
 # The innermost context: a Site (``using_site``) or the Page being served (its site is looked up
 # only when mail is sent, so pages that send none pay nothing); None: the platform's mail.
 _site_context = contextvars.ContextVar("wagtail_own_smtp_site", default=None)
+# Whether that innermost context marks its mail as bulk (``using_site(site, bulk=True)``).
+_bulk_context = contextvars.ContextVar("wagtail_own_smtp_bulk", default=False)
 
 
 @contextmanager
-def using_site(site):
-    """Mail sent inside goes out as ``site``'s mail (the innermost block wins)."""
+def using_site(site, bulk=False):
+    """Mail sent inside goes out as ``site``'s mail (the innermost block wins); ``bulk=True``
+    queues it in the site's bulk lane, which waits at each slot while normal mail is due."""
     token = _site_context.set(site)
+    bulk_token = _bulk_context.set(bool(bulk))
     try:
         yield site
     finally:
+        _bulk_context.reset(bulk_token)
         _site_context.reset(token)
 
 
@@ -35,9 +40,11 @@ def serving_page(page):
     and whatever other middleware sends are outside it.
     """
     token = _site_context.set(page)
+    bulk_token = _bulk_context.set(False)  # a page's mail (a form notification) is normal mail
     try:
         yield page
     finally:
+        _bulk_context.reset(bulk_token)
         _site_context.reset(token)
 
 
@@ -48,6 +55,12 @@ def current_site(explicit=None):
         return explicit
     context = _site_context.get()
     return context.get_site() if isinstance(context, Page) else context
+
+
+def current_bulk(explicit_site=None, explicit_bulk=False):
+    """Whether a message goes in the bulk lane: as its backend says (``EmailBackend(bulk=True)``),
+    else, for mail whose site comes from the context, as the innermost ``using_site`` says."""
+    return bool(explicit_bulk) or (explicit_site is None and _bulk_context.get())
 
 
 class SiteContextMiddleware:

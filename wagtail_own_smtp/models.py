@@ -19,6 +19,7 @@ from .choices import (
     SIGN_IN_METHODS,
     AuthMethod,
     DeliveryMode,
+    Lane,
     MailboxSecurity,
     MessageStatus,
     Security,
@@ -65,10 +66,7 @@ class SmtpSettings(BaseSiteSetting):
     """
 
     delivery_mode = models.CharField(
-        _("delivery"),
-        max_length=16,
-        choices=DeliveryMode.choices,
-        default=DeliveryMode.PLATFORM,
+        _("delivery"), max_length=16, choices=DeliveryMode.choices, default=DeliveryMode.PLATFORM
     )
     host = models.CharField(
         _("SMTP host"),
@@ -83,10 +81,7 @@ class SmtpSettings(BaseSiteSetting):
         help_text=_("Typical: 587 (STARTTLS), 465 (SSL/TLS), 25 (no encryption)."),
     )
     security = models.CharField(
-        _("encryption"),
-        max_length=16,
-        choices=Security.choices,
-        default=Security.STARTTLS,
+        _("encryption"), max_length=16, choices=Security.choices, default=Security.STARTTLS
     )
     from_email = models.EmailField(
         _("sender address"),
@@ -316,6 +311,7 @@ class OutboundMessage(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED
     )
+    lane = models.CharField(_("lane"), max_length=8, choices=Lane.choices, default=Lane.NORMAL)
     subject = models.CharField(_("subject"), max_length=255, blank=True)
     envelope_from = models.CharField(max_length=254, blank=True)
     recipients = models.JSONField(_("recipients"), default=list)
@@ -342,6 +338,10 @@ class OutboundMessage(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="own_smtp_due_idx"),
             models.Index(
                 fields=["site", "status", "next_attempt_at"], name="own_smtp_site_due_idx"
+            ),
+            # claims take a site's normal lane first: one probe per lane
+            models.Index(
+                fields=["site", "lane", "status", "next_attempt_at"], name="own_smtp_lane_due_idx"
             ),
         ]
 

@@ -7,7 +7,7 @@ Imports only ``choices``: ``models.py`` may attach it as ``OutboundMessage.objec
 from django.db import models
 from django.db.models import Count, Max, Min, Q
 
-from .choices import WAITING, MessageStatus
+from .choices import WAITING, Lane, MessageStatus
 
 
 class OutboundMessageQuerySet(models.QuerySet):
@@ -49,24 +49,28 @@ class OutboundMessageQuerySet(models.QuerySet):
         return counts
 
     def waiting_by_site(self):
-        """``{site_id: [(recipient_count, next_attempt_at), ...]}`` of waiting mail in sending
-        order."""
+        """``{site_id: [(recipient_count, next_attempt_at, lane), ...]}`` of waiting mail in
+        sending order within each lane."""
         waiting = {}
         rows = self.waiting().order_by("site_id", "next_attempt_at", "pk")
-        for site_id, count, due in rows.values_list(
-            "site_id", "recipient_count", "next_attempt_at"
+        for site_id, count, due, lane in rows.values_list(
+            "site_id", "recipient_count", "next_attempt_at", "lane"
         ):
-            waiting.setdefault(site_id, []).append((count, due))
+            waiting.setdefault(site_id, []).append((count, due, lane))
         return waiting
 
     def waiting_times_by_site(self):
-        """``{site_id: (first, latest)}``: the earliest and latest ``next_attempt_at`` of waiting
-        mail, in one aggregate query over the index (site, status, next_attempt_at)."""
+        """``{site_id: (first, latest, bulk)}``: the earliest and latest ``next_attempt_at`` of
+        waiting mail and how many of it are bulk mail, in one aggregate query."""
         return {
-            row["site_id"]: (row["first"], row["latest"])
+            row["site_id"]: (row["first"], row["latest"], row["bulk"])
             for row in self.waiting()
             .values("site_id")
-            .annotate(first=Min("next_attempt_at"), latest=Max("next_attempt_at"))
+            .annotate(
+                first=Min("next_attempt_at"),
+                latest=Max("next_attempt_at"),
+                bulk=Count("pk", filter=Q(lane=Lane.BULK)),
+            )
             .order_by()
         }
 

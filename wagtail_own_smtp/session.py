@@ -1,10 +1,8 @@
 """One site's session: open (its lease), claim, send over its one connection, record, release.
 
 A session talks SMTP and keeps its own books; which site goes when is the dispatcher's to decide,
-as Postfix's queue manager decides for its delivery agents. It knows nothing of other sites, and
-tells what happened through the ``on_outcome`` callable it was given. Its books (claims, outcomes,
-the lease) are kept on the dispatcher's thread; ``deliver`` alone runs on an agent thread
-(agents.py) and talks SMTP only, one message at a time.
+as Postfix's queue manager decides for its delivery agents. It knows nothing of other sites and
+tells what happened through ``on_outcome``; only ``deliver`` runs on an agent thread (agents.py).
 
 Delivery is at-least-once: a message is marked ``sent`` right after the server accepted it, so a
 dispatcher that dies between the server's "250" and that write causes the one message in flight to
@@ -27,6 +25,7 @@ from django.utils.translation import gettext_lazy
 from . import backoff, bounces, conf, limits, servers, signals, smtp_client, transport, verification
 from .exceptions import LeaseLost, OutcomeNotWritten, SmtpFailure, UndecryptablePassword
 from .mailqueue import (
+    NormalFirst,
     claim_due,
     extend_claims,
     record_deferred,
@@ -116,6 +115,7 @@ class SiteSession:
         self.write_error = None  # a sent message's outcome that could not be written
         self.broken = False  # a database error: what cannot be released runs out with its lease
         self.exhausted = False  # the queue had nothing more to claim
+        self.normal_first = NormalFirst(self.site_id, owner)  # normal mail before bulk
 
     # opening and ordering
     def open(self, now):
@@ -150,7 +150,7 @@ class SiteSession:
     def slot(self, now):
         """``(moment, reason)`` for this site's next message (count 1 until one is claimed)."""
         count = self.batch[0].recipient_count if self.batch else 1
-        return self.schedule.slot_for(count, not_before=now)
+        return self.schedule.slot_for(count, not_before=now, bulk=NormalFirst.bulk(self.batch))
 
     def claim_size(self):
         interval = self.limits.min_interval.total_seconds()
@@ -207,8 +207,10 @@ class SiteSession:
 
     def next_delivery(self, gate=None):
         """The next claimed message for ``deliver``, its lease renewed; None when it cannot go
-        (every recipient suppressed: it fails here)."""
+        (every recipient suppressed: it fails here; normal mail came: claimed bulk goes back)."""
         self._renew(self.clock())
+        if self.normal_first.make_way(self.batch, self.clock()):
+            return None
         message = self.batch[0]
         recipients = [r for r in message.recipients if r.lower() not in self.suppressed]
         if not recipients:

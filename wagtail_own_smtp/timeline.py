@@ -2,18 +2,20 @@
 to go, and the recipients sent in the last day.
 
 The expected times come from one walk of the site's limits (``limits.Schedule``) over its waiting
-mail in the order the dispatcher claims it (due time, then primary key). The outbox rows, the
-message page and the chart read them; for mail that is due now it is the walk the forecast's
-drain time stands for (``limits.drain_eta``), so a row never contradicts the forecast above it.
+mail in the order the dispatcher claims it (the normal lane first; due time, then primary key).
+The outbox rows, the message page and the chart read them; for mail that is due now it is the
+walk the forecast's drain time stands for (``limits.drain_eta``), so a row never contradicts the
+forecast above it.
 """
 
 from datetime import timedelta
 
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from . import limits
 from .chart import sending_chart
-from .choices import WAITING
+from .choices import WAITING, Lane
 from .models import OutboundMessage, SendRecord, SiteSendState, SmtpSettings
 from .sendstate import window_records
 
@@ -40,10 +42,11 @@ def expected_sends(smtp_settings, now=None, limit=WALK_LIMIT):
         return []
     now = now or timezone.now()
     site_id = smtp_settings.site_id
+    bulk_last = Case(When(lane=Lane.BULK, then=Value(1)), default=Value(0))
     rows = list(
         OutboundMessage.objects.filter(site_id=site_id, status__in=WAITING)
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", "recipient_count", "next_attempt_at")[:limit]
+        .order_by(bulk_last, "next_attempt_at", "pk")
+        .values_list("pk", "recipient_count", "next_attempt_at", "lane")[:limit]
     )
     if not rows:
         return []
@@ -56,8 +59,8 @@ def expected_sends(smtp_settings, now=None, limit=WALK_LIMIT):
         now,
     )
     expected = []
-    for pk, count, due in rows:
-        moment, _reason = schedule.slot_for(count, not_before=max(due, now))
+    for pk, count, due, lane in rows:
+        moment, _reason = schedule.slot_for(count, not_before=max(due, now), bulk=lane == Lane.BULK)
         if moment is None:
             continue
         schedule.record(moment, count)

@@ -1,6 +1,6 @@
 """The app's Wagtail hooks: a page served as its site's, the confirmation after a save, the admin
 URLs (status panel buttons, "Connect account", outbox, bounces), the Reports menu items, the
-suppression log action and the dashboard panel."""
+log actions (a lifted suppression, a cancelled wave) and the dashboard panel."""
 
 from django.urls import include, path, reverse
 from django.utils.translation import gettext_lazy as _
@@ -15,7 +15,7 @@ from .middleware import serving_page
 from .models import SmtpSettings
 from .permissions import may_use_outbox
 from .views import bounces as bounce_views
-from .views import domain, outbox, server
+from .views import domain, outbox, outbox_bulk, server
 from .views import oauth as oauth_views
 from .views.notices import add_confirmation_messages
 
@@ -106,6 +106,7 @@ def register_log_actions(actions):
     actions.register_action(
         bounce_views.LIFT_ACTION, _("Lift a suppression"), _("Suppression lifted")
     )
+    actions.register_action(outbox_bulk.CANCEL_BULK_ACTION)(outbox_bulk.CancelBulkFormatter)
 
 
 @hooks.register("construct_homepage_panels")

@@ -29,7 +29,7 @@ from ..choices import WAITING
 from ..mailqueue import delete_sent, retry_deferred_of
 from ..models import Bounce, MessageStatus, OutboundMessage
 from ..permissions import may_use_outbox, outbox_sites, site_for_change
-from . import outbox_message, outbox_table
+from . import outbox_bulk, outbox_message, outbox_table
 from .reports import PerSiteReport
 
 FORECAST_SITES = 10  # sites forecast on one page; the site filter narrows to one
@@ -265,5 +265,10 @@ urlpatterns = [
     path("outbox/<int:pk>/retry/", outbox_message.retry_message, name="outbox_retry"),
     path("outbox/<int:pk>/cancel/", outbox_message.cancel_message, name="outbox_cancel"),
     path("outbox/site/<int:site_pk>/retry-deferred/", retry_site, name="outbox_retry_site"),
+    path(
+        "outbox/site/<int:site_pk>/cancel-bulk/",
+        outbox_bulk.CancelBulkView.as_view(),
+        name="outbox_cancel_bulk",
+    ),
     path("outbox/delete-sent/", DeleteSentView.as_view(), name="outbox_delete_sent"),
 ]

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.admin.ui.tables import Column, Table, TitleColumn
 
-from ..models import MessageStatus, OutboundMessage
+from ..models import Lane, MessageStatus, OutboundMessage
 from ..permissions import outbox_sites
 from .reports import local_datetime, site_name
 
@@ -37,6 +37,11 @@ class OutboxFilterSet(WagtailFilterSet):
         label=gettext_lazy("Status"),
         choices=MessageStatus.choices,
         widget=forms.CheckboxSelectMultiple,
+    )
+    lane = django_filters.ChoiceFilter(
+        label=gettext_lazy("Lane"),
+        choices=Lane.choices,
+        empty_label=gettext_lazy("Both lanes"),
     )
     created_at = django_filters.DateFromToRangeFilter(
         label=gettext_lazy("Queued at"),
@@ -106,6 +111,7 @@ class OutboxTable(Table):
         attrs = super().get_row_attrs(instance)
         attrs["data-own-smtp-message"] = instance.pk
         attrs["data-own-smtp-message-status"] = instance.status
+        attrs["data-own-smtp-message-lane"] = instance.lane
         return attrs
 
 
@@ -119,6 +125,7 @@ COLUMNS = [
     Column("recipients", label=gettext_lazy("Recipients"), accessor=recipients_shown),
     Column("site", label=pgettext_lazy("own smtp: a Wagtail site", "Site"), accessor=site_name),
     StatusColumn("status", label=gettext_lazy("Status")),
+    Column("lane", label=gettext_lazy("Lane"), accessor="get_lane_display"),
     Column(
         "created_at",
         label=gettext_lazy("Queued at"),
@@ -140,12 +147,14 @@ EXPORT_FIELDS = [
     "last_attempt_at",
     "sent_at",
     "last_error",
+    "get_lane_display",
 ]
 
 EXPORT_HEADINGS = {
     "pk": gettext_lazy("ID"),
     "site": pgettext_lazy("own smtp: a Wagtail site", "Site"),
     "get_status_display": gettext_lazy("Status"),
+    "get_lane_display": gettext_lazy("Lane"),
     "subject": gettext_lazy("Subject"),
     "recipients": gettext_lazy("Recipients"),
     "created_at": gettext_lazy("Queued at"),

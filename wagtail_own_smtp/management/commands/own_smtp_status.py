@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.models import Site
 
 from wagtail_own_smtp.bounces import bounce_rate
+from wagtail_own_smtp.choices import WAITING
 from wagtail_own_smtp.domain_report import summary
 from wagtail_own_smtp.forecast import queue_counts, site_outlook, waiting_mail, waiting_times
 from wagtail_own_smtp.limits import Limits
@@ -72,6 +73,8 @@ class Command(BaseCommand):
             "bounces": _("bounces in the last 7 days: %(bounced)s of %(sent)s recipients"),
             "backoff": _("the server asked the site to wait until %(when)s: %(reply)s"),
             "domain": _("sender domain: %(summary)s"),
+            "lanes": _("lanes: normal %(normal)s waiting, bulk %(bulk)s waiting"),
+            "bulk": _("bulk lane drained by: %(when)s (normal mail goes first, at the next slot)"),
         }
         modes = {value: str(label) for value, label in DeliveryMode.choices}
         verifications = {value: str(label) for value, label in VerificationStatus.choices}
@@ -111,6 +114,11 @@ class Command(BaseCommand):
                 "  " + words["next"] % {"when": _when(outlook.next_slot, now, words["now"])},
                 "  " + words["drained"] % {"when": drained},
             ]
+            waiting_count = sum(outlook.counts[status] for status in WAITING)
+            lanes = {"normal": waiting_count - outlook.bulk_waiting, "bulk": outlook.bulk_waiting}
+            lines.append("  " + words["lanes"] % lanes)
+            if outlook.bulk_waiting:
+                lines.append("  " + words["bulk"] % {"when": drained})
             if site.pk in backoffs:
                 until, reply = backoffs[site.pk]
                 lines.append(
