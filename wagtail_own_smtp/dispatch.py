@@ -200,6 +200,8 @@ class Dispatcher:
                 if slot is not None and (slot - now).total_seconds() > KEEP_OPEN:
                     self._park(session, slot, reason)
         timeout = 1.0 if moment is None else (moment - now).total_seconds()
+        if timeout <= 0:  # due but not startable now (budget spent): a delivery's end changes it
+            timeout = 1.0
         if not self.busy:
             timeout = min(timeout, max(self._left(), 0))
         if timeout > 1.0:
