@@ -159,3 +159,19 @@ def queue_mail(count, prefix="m", to=None, site=None):
                 "surveys@platform.example",
                 to or [f"{prefix}{i}@ex.org"],
             ).send()
+
+
+def dispatch_in_short_runs(name, done, sent_by, errors):
+    """A worker's loop on a thread of its own until ``done`` is set: short dispatch runs, so the
+    sites' leases change hands between the workers many times. Counts its sends in
+    ``sent_by[name]`` and its exceptions in ``errors``."""
+    from wagtail_own_smtp.dispatch import dispatch
+
+    try:
+        while not done.is_set():
+            sent_by[name] = sent_by.get(name, 0) + dispatch(budget_seconds=0.3).sent
+            time.sleep(0.02)
+    except Exception as error:  # the test reports them
+        errors.append(error)
+    finally:
+        connection.close()

@@ -9,7 +9,13 @@ import pytest
 from django.core.mail import EmailMessage, get_connection
 from django.db import connection
 
-from tests.delivery_helpers import make_site, own_server, real_backend, statuses
+from tests.delivery_helpers import (
+    dispatch_in_short_runs,
+    make_site,
+    own_server,
+    real_backend,
+    statuses,
+)
 from wagtail_own_smtp import limits, using_site
 from wagtail_own_smtp.backends import EmailBackend
 from wagtail_own_smtp.dispatch import dispatch
@@ -186,18 +192,8 @@ def test_two_dispatchers_keep_normal_mail_first_and_the_reserve(starttls_server,
     sent_by, errors = {}, []
     done = threading.Event()
 
-    def worker(name):
-        # Short runs, so the site's lease changes hands between the two many times.
-        try:
-            while not done.is_set():
-                sent_by[name] = sent_by.get(name, 0) + dispatch(budget_seconds=0.3).sent
-                time.sleep(0.02)
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    runs = [(n, done, sent_by, errors) for n in range(2)]
+    threads = [threading.Thread(target=dispatch_in_short_runs, args=args) for args in runs]
     for thread in threads:
         thread.start()
     try:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from tests.delivery_helpers import (
     delivery_figures,
+    dispatch_in_short_runs,
     make_site,
     own_server,
     real_backend,
@@ -251,18 +252,10 @@ def test_three_dispatchers_in_parallel_keep_every_limit(starttls_server, ssl_ser
     sent_by, errors = {}, []
     done = threading.Event()
 
-    def worker(name):
-        # Short runs, so the site leases change hands between the workers many times.
-        try:
-            while not done.is_set():
-                sent_by[name] = sent_by.get(name, 0) + dispatch(budget_seconds=0.3).sent
-                time.sleep(0.02)
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    threads = [
+        threading.Thread(target=dispatch_in_short_runs, args=(n, done, sent_by, errors))
+        for n in range(3)
+    ]
     for thread in threads:
         thread.start()
     # Run until everything allowed has arrived (however loaded the machine), then a while longer
