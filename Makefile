@@ -81,7 +81,8 @@ $(BIN)/python:
 
 # The benchmarks (bench/README.md) run in a virtualenv of their own, with the tools they compare
 # against (django-post_office, django-mailer: skipped if they do not install) and the profilers.
-# Knobs are passed through the environment: QUICK=1, N=<messages>, K=<rounds>, PARTS=..., PEERS=0.
+# Knobs are passed through the environment: QUICK=1, N=<messages>, K=<rounds>, PARTS=..., PEERS=0,
+# SITES=, PER_SITE=, DELAY_MS= (the sites part).
 BENCH_VENV ?= .venv-bench
 BENCH_BIN := $(abspath $(BENCH_VENV))/bin
 

@@ -5,8 +5,12 @@ Knobs (environment, or make variables of the same name):
 - ``QUICK=1``: a short run for development (small N, one round, short target runs).
 - ``N``: messages per sender and round (default 2000; quick 300).
 - ``K``: rounds; every sender runs once per round, interleaved (default 3; quick 1).
-- ``PARTS``: comma list of ``throughput``, ``tls``, ``throttle``, ``latency``, ``parallel``
-  (default: all).
+- ``PARTS``: comma list of ``throughput``, ``tls``, ``throttle``, ``latency``, ``parallel``,
+  ``sites`` (default: all).
+- ``SITES``, ``PER_SITE``, ``DELAY_MS``: the sites part: sites behind one sink, messages per
+  site, the sink's delay before every reply (defaults 50, 20, 30; quick 10, 5, 30);
+  ``SITES_CONNECTIONS``: ``WAGTAIL_OWN_SMTP_CONNECTIONS`` of its second app run (default: the
+  larger of 64 and ``SITES``).
 - ``PEERS=0``: leave out django-post_office and django-mailer.
 - ``BENCH_DB=postgres``: run the throughput part on PostgreSQL too (parallel always does).
 - ``BENCH_SQLITE_JOURNAL``: the SQLite journal mode (default ``wal``, as the README recommends
@@ -57,8 +61,12 @@ class Bench:
         self.parts = (
             [p.strip() for p in parts.split(",") if p.strip()]
             if parts
-            else ["throughput", "tls", "throttle", "latency", "parallel"]
+            else ["throughput", "tls", "throttle", "latency", "parallel", "sites"]
         )
+        self.sites = env_int("SITES", 10 if self.quick else 50)
+        self.per_site = env_int("PER_SITE", 5 if self.quick else 20)
+        self.delay_ms = env_int("DELAY_MS", 30)
+        self.sites_connections = env_int("SITES_CONNECTIONS", max(64, self.sites))
         self.with_peers = os.environ.get("PEERS", "1") not in ("0", "")
         self.db = os.environ.get("BENCH_DB", "sqlite")
         self.profile = os.environ.get("PROFILE", "") not in ("", "0")
@@ -88,7 +96,7 @@ class Bench:
     def log(self, text):
         print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
-    def setup(self, sinks=("plain", "tls", "delay")):
+    def setup(self, sinks=("plain", "tls", "delay", "sites")):
         sys.path.insert(0, str(REPO))
         from example_project.local_smtp import make_certificates
 
@@ -101,8 +109,11 @@ class Bench:
             "plain": lambda: Sink("none"),
             "tls": lambda: Sink("starttls", cert_dir=self.run_dir / "certs"),
             "delay": lambda: Sink("none", delay=0.02),
+            "sites": lambda: Sink("none", delay=self.delay_ms / 1000),
         }
         for name in sinks:
+            if name == "sites" and "sites" not in self.parts:
+                continue
             self.sinks[name] = made[name]().start()
             sink = self.sinks[name]
             self.log(f"sink {sink.name} on 127.0.0.1:{sink.port} (pid {sink.pid})")
@@ -176,7 +187,9 @@ class Bench:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     # -- one measurement -----------------------------------------------------------------------
-    def measure(self, scenario, sink="plain", db_env=None, timeout=900, **config):
+    def measure(
+        self, scenario, sink="plain", db_env=None, timeout=900, module="bench.scenarios", **config
+    ):
         sink = self.sinks[sink]
         config.update(
             scenario=scenario,
@@ -199,7 +212,7 @@ class Bench:
         sink.reset()
         load = Load(sink.pid)
         process = subprocess.run(
-            [PYTHON, "-m", "bench.scenarios", json.dumps(config)],
+            [PYTHON, "-m", module, json.dumps(config)],
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -273,6 +286,45 @@ class Bench:
         )
         self._save()
 
+    def sites_part(self):
+        """Target 7: N sites behind one sink that answers every command after D ms (PostgreSQL):
+        raw smtplib with a thread per site, then the app through qcluster with the default
+        connections and with connections >= sites."""
+        sites, per_site = self.sites, self.per_site
+        self.log(
+            f"sites: {sites} sites x {per_site} messages, sink {self.delay_ms} ms before every "
+            "reply, PostgreSQL"
+        )
+        db_env = self._database("sites")
+        common = {"sink": "sites", "db_env": db_env, "module": "bench.sites"}
+        common.update(sites=sites, per_site=per_site, n=sites * per_site)
+        results = {"sites": sites, "per_site": per_site, "delay": self.delay_ms / 1000}
+        for key, scenario, extra in (
+            ("raw", "sites_raw", {}),
+            ("app_default", "sites_cluster", {"workers": 2}),
+            ("app_wide", "sites_cluster", {"workers": 2, "connections": self.sites_connections}),
+        ):
+            results[key] = self.measure(scenario, **common, **extra)
+            self.log("  " + report.one_line(results[key], sites * per_site))
+            self.results["sites"] = results
+            self._save()
+        targets = (report.sites_summary(results) or {}).get("targets", {})
+        if self.profile or any(t["met"] is False for t in targets.values()):
+            # py-spy takes CPU of its own on this machine: a separate run, not the figures above
+            profiles = {}
+            for key, extra in (
+                ("app_default", {}),
+                ("app_wide", {"connections": self.sites_connections}),
+            ):
+                path = self.run_dir / f"profile-sites-{key}.txt"
+                self.log(f"profiling sites {key} through qcluster (py-spy) -> {path}")
+                result = self.measure(
+                    "sites_cluster", **common, workers=2, profile=str(path), **extra
+                )
+                profiles[key] = {"path": str(path), "result": result}
+            self.results["sites_profiles"] = profiles
+            self._save()
+
     def profile_drain(self):
         path = self.run_dir / "profile-drain.txt"
         self.log(f"profiling one in-process drain (pyinstrument) -> {path}")
@@ -310,6 +362,8 @@ class Bench:
                     self.throughput()
                 elif part in ("tls", "throttle", "latency", "parallel"):
                     getattr(self, part)()
+                elif part == "sites":
+                    self.sites_part()
                 else:
                     self.notes.append(f"unknown part {part!r} ignored")
             summary = report.summarise(self.results)

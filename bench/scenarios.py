@@ -220,15 +220,16 @@ def drop_broker_tasks():
 class Cluster:
     """``manage.py qcluster`` in its own process group, with its CPU and peak RSS."""
 
-    def __init__(self, log_path, workers=None):
+    def __init__(self, log_path, workers=None, env=None):
         self.log_path = log_path
         self.workers = workers
+        self.env = env or {}
         self.process = None
 
     def start(self):
         import psutil
 
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         if self.workers:
             env["BENCH_Q_WORKERS"] = str(self.workers)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
@@ -866,14 +867,14 @@ SCENARIOS = {
 }
 
 
-def main():
+def main(scenarios=SCENARIOS):
     config = json.loads(sys.argv[1])
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
-    result = SCENARIOS[config["scenario"]](config)
+    result = scenarios[config["scenario"]](config)
     result["scenario"] = config["scenario"]
     result["n"] = config.get("n")
     result["peak_rss_mb"] = peak_rss_mb()

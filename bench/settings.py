@@ -7,6 +7,7 @@ Environment (set by bench/run.py for each process it starts):
 - ``BENCH_SMTP_PORT``, ``BENCH_SMTP_SECURITY`` (``none`` or ``starttls``), ``BENCH_CA_FILE``: the
   sink that Django's SMTP backend and the peers (post_office, mailer) send to.
 - ``BENCH_Q_WORKERS``: django-q2 workers of ``manage.py qcluster`` (default 2, one per core).
+- ``BENCH_OWN_SMTP_CONNECTIONS``: ``WAGTAIL_OWN_SMTP_CONNECTIONS`` (unset: the app's default).
 """
 
 import importlib.util
@@ -138,6 +139,8 @@ Q_CLUSTER = {
 # The sink listens on loopback and its certificate comes from the bench's own CA.
 WAGTAIL_OWN_SMTP_ALLOW_PRIVATE_HOSTS = True
 WAGTAIL_OWN_SMTP_CA_FILE = os.environ.get("BENCH_CA_FILE") or None
+if os.environ.get("BENCH_OWN_SMTP_CONNECTIONS"):
+    WAGTAIL_OWN_SMTP_CONNECTIONS = int(os.environ["BENCH_OWN_SMTP_CONNECTIONS"])
 
 # The peers, configured as their READMEs suggest for a queue drained by a command.
 POST_OFFICE = {

@@ -3,11 +3,17 @@
 It stands for the receiving mail server. It keeps only what the benchmarks need: how many
 messages and recipients arrived, when each arrived (``time.monotonic()``, which on Linux is one
 clock for every process, so a sender can compare it with its own timestamps), the ``X-Bench-Seq``
-header of each message, and how many SMTP connections were opened.
+header of each message, how many SMTP connections were opened, and how many were open at once
+(``peak_open``: the most concurrent SMTP conversations; ``conversation_seconds``: the time all
+connections were open, summed, so that divided by a wall it gives the conversations open on
+average; ``spans``: each connection's opening and closing moment), and with a delay, how much
+later than the delay its replies went (``reply_lag``, summed over ``delayed_replies``).
 
 Variants: plain SMTP; STARTTLS with AUTH required (certificate from a throw-away CA); and a delay
 before every reply, standing for the round trip to a remote server (``delay=0.02`` makes each
-SMTP command cost 20 ms, as a server 20 ms away would).
+SMTP command cost 20 ms, as a server 20 ms away would). The delay comes before every reply the
+server gives: the greeting, EHLO (once for its multi-line reply), MAIL, RCPT, DATA's 354, the
+250 after the final dot, RSET, NOOP and QUIT alike.
 
 ``Sink(...).start()`` returns once it listens. Any process can then ask it for its figures through
 a control port on loopback (``SinkClient``, authenticated with a random key).
@@ -37,7 +43,26 @@ def _serve(conn, security, delay, cert_dir, authkey):
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
     lock = threading.Condition()
-    state = {"messages": 0, "recipients": 0, "connections": 0, "arrivals": [], "bytes": 0}
+    state = {}
+
+    def reset(open_now=0):
+        # a connection open at the reset counts toward the new peak; its span is not kept
+        state.update(
+            messages=0,
+            recipients=0,
+            connections=0,
+            arrivals=[],
+            bytes=0,
+            open=open_now,
+            peak_open=open_now,
+            conversation_seconds=0.0,
+            spans=[],
+            delayed_replies=0,
+            reply_lag=0.0,
+            reply_lag_max=0.0,
+        )
+
+    reset()
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
@@ -61,8 +86,35 @@ def _serve(conn, security, delay, cert_dir, authkey):
         async def push(self, status):
             text = status if isinstance(status, str) else status.decode()
             if delay and text[3:4] != "-":
+                asleep = time.monotonic()
                 await asyncio.sleep(delay)
+                # how much later than the delay the reply went: the sink's own lag (a busy loop
+                # or machine), which the senders must not be blamed for
+                lag = time.monotonic() - asleep - delay
+                with lock:
+                    state["delayed_replies"] += 1
+                    state["reply_lag"] += lag
+                    state["reply_lag_max"] = max(state["reply_lag_max"], lag)
             await super().push(status)
+
+        def opened(self):
+            """Called once per accepted connection (by the controller's factory)."""
+            self._opened_at = time.monotonic()
+            self._counted = True
+            with lock:
+                state["connections"] += 1
+                state["open"] += 1
+                state["peak_open"] = max(state["peak_open"], state["open"])
+
+        def connection_lost(self, error):
+            if getattr(self, "_counted", False):
+                self._counted = False
+                closed = time.monotonic()
+                with lock:
+                    state["open"] = max(state["open"] - 1, 0)
+                    state["conversation_seconds"] += closed - self._opened_at
+                    state["spans"].append((self._opened_at, closed))
+            super().connection_lost(error)
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         if (
@@ -90,9 +142,9 @@ def _serve(conn, security, delay, cert_dir, authkey):
     class SinkController(Controller):
         def factory(self):
             # asyncio calls the protocol factory once per accepted connection
-            with lock:
-                state["connections"] += 1
-            return DelayedSMTP(self.handler, **self.SMTP_kwargs)
+            protocol = DelayedSMTP(self.handler, **self.SMTP_kwargs)
+            protocol.opened()
+            return protocol
 
     controller = SinkController(
         Handler(),
@@ -118,11 +170,17 @@ def _serve(conn, security, delay, cert_dir, authkey):
                     return
                 if request == "reset":
                     with lock:
-                        state.update(messages=0, recipients=0, connections=0, arrivals=[], bytes=0)
+                        reset(state["open"])
                     client.send(True)
                 elif request == "stats":
                     with lock:
-                        client.send({**state, "arrivals": list(state["arrivals"])})
+                        client.send(
+                            {
+                                **state,
+                                "arrivals": list(state["arrivals"]),
+                                "spans": list(state["spans"]),
+                            }
+                        )
                 elif request == "wait":
                     count, timeout = args
                     deadline = time.monotonic() + timeout
