@@ -24,8 +24,8 @@ def test_retry_delay_grows_to_an_hour():
 def test_outcome_commits_do_not_wait_for_the_disk_and_the_host_setting_comes_back(
     starttls_server,
 ):
-    """SQLite in WAL mode: synchronous=NORMAL for the run only. PostgreSQL: every outcome's
-    transaction sets synchronous_commit off for itself only."""
+    """SQLite in WAL mode: synchronous=NORMAL for the run only. PostgreSQL: synchronous_commit
+    off for the run only, and every outcome's transaction sets it off for itself as well."""
     from django.db import connection as db
 
     site = make_site()
@@ -60,7 +60,8 @@ def test_outcome_commits_do_not_wait_for_the_disk_and_the_host_setting_comes_bac
                 assert during == [1, 1, 1]  # NORMAL while the run sent
             else:
                 cursor.execute("SHOW synchronous_commit")
-                assert cursor.fetchone()[0] == "on"  # never changed outside an outcome
+                assert cursor.fetchone()[0] == "on"  # as the host had it
+                assert during == ["off", "off", "off"]  # off while the run sent
                 assert sum("SET LOCAL synchronous_commit TO OFF" in sql for sql in statements) == 3
     finally:
         signals.message_sent.disconnect(look)

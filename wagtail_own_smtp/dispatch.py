@@ -24,14 +24,15 @@ from django.db import DatabaseError
 from . import conf
 from .agents import Agents, Gate, Inbox, answer
 from .due_sites import due_sites, turn_order
+from .durability import outcomes_without_flush
 from .exceptions import LeaseLost
-from .mailqueue import outcomes_without_flush
 from .sendstate import database_clock
 from .session import KEEP_OPEN, SiteSession
 
 logger = logging.getLogger(__name__)
 
 REFRESH = 5  # seconds between looks for newly due sites while sending
+REFRESH_WITH_ROOM = 0.5  # the same while the run could take more sites
 
 
 @dataclass
@@ -153,11 +154,9 @@ class Dispatcher:
 
     # the steps
     def _look_for_due_sites(self, now):
-        if (
-            self.refreshed is None
-            or time.monotonic() - self.refreshed > REFRESH
-            or not self.sessions
-        ):
+        # With connections free, mail being queued right now should not wait for a session's end.
+        every = REFRESH if len(self.sessions) >= self.connections else REFRESH_WITH_ROOM
+        if self.refreshed is None or time.monotonic() - self.refreshed > every or not self.sessions:
             self.fresh, self.leased_until = due_sites(now, self.done | set(self.sessions))
             self.refreshed = time.monotonic()
 

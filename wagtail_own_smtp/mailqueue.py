@@ -1,4 +1,4 @@
-"""The outbound queue: claims, outcome writes, durability, the retry policy, and the one way to
+"""The outbound queue: claims, outcome writes, the retry policy, and the one way to
 start a dispatch run once the work that queued mail commits.
 
 Named ``mailqueue``, not ``queue``: a module of that name would stand for the standard library's
@@ -12,10 +12,10 @@ on a connection to go twice (at-least-once).
 
 import random
 import time
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import timedelta
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Case, Exists, F, Q, Value, When
 from django.utils import timezone
 from wagtail.models import Site
@@ -256,44 +256,6 @@ def record_deferred(message_pk, attempts, reason, now):
     return retry_at
 
 
-@contextmanager
-def outcomes_without_flush():
-    """A run's commits return without waiting for the disk, where the database allows it safely.
-
-    Each outcome is committed on its own, right after the server accepted the message (see the
-    module's docstring): waiting for the disk at every commit would cost more than talking SMTP.
-    Not waiting changes nothing when a WORKER dies: the committed outcome is with the database
-    server (PostgreSQL) or in the operating system's cache (SQLite), and survives. Only when the
-    database server or the machine itself goes down can the outcomes of the last moment (well
-    under a second) be lost; those messages then go again, like the one in flight.
-
-    PostgreSQL: ``SET LOCAL synchronous_commit TO OFF`` in each outcome's transaction (see
-    ``record_sent``), nothing to do here. SQLite: only a database in WAL mode is safe without a
-    flush at each commit; for the run (when not inside a transaction of the caller) its
-    connection uses ``PRAGMA synchronous=NORMAL``, and the host's setting is restored afterwards.
-    A database in the default rollback-journal mode is left alone: it waits for the disk.
-    """
-    previous = None
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode")
-            (journal,) = cursor.fetchone()
-            cursor.execute("PRAGMA synchronous")
-            (level,) = cursor.fetchone()
-            if journal.lower() == "wal" and level > 1:
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                previous = level
-    try:
-        yield
-    finally:
-        if previous is not None and connection.connection is not None:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(f"PRAGMA synchronous={int(previous)}")
-            except DatabaseError:
-                pass  # a broken connection: its next one starts with the host's setting
-
-
 def _outcome_sql():
     """The two statements of a sent message's outcome, built once per database connection type.
 
@@ -372,7 +334,7 @@ def record_sent(message_pk, site_id, recipients, sent_at, note="", *, envelope_f
     with transaction.atomic():
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # see outcomes_without_flush
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # see durability.py
             cursor.execute(update, params[:6])
             cursor.execute(insert, params[6:])
 
