@@ -297,19 +297,19 @@ class Dispatcher:
             logger.exception("Could not record an outcome of site %s", session.site_id)
             session.finished = session.broken = True
             if session.site_id not in self.busy:
-                self._end(session, broken=True)
+                self._end(session)
 
     # ending sessions and the call
-    def _end(self, session, *, broken=False):
+    def _end(self, session):
         """End a session and release what it holds. Its site is served again in this call only
-        if its queue ran empty (more may come); ``broken``: after a database error, what cannot
-        be released runs out with its lease."""
+        if its queue ran empty (more may come); a ``broken`` session (a database error) leaves
+        what cannot be released to run out with its lease."""
         if self.sessions.pop(session.site_id, None) is None:
             return
         if not session.exhausted:
             self.done.add(session.site_id)
         self.refreshed = None
-        if broken or getattr(session, "broken", False):
+        if session.broken:
             session.abandon()
         else:
             session.close()
