@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
 
+from . import conf
+
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -33,8 +35,6 @@ class Limits:
     def of(cls, smtp_settings, bulk_reserve=None):
         """A site's limits; ``bulk_reserve`` defaults to ``WAGTAIL_OWN_SMTP_BULK_RESERVE``."""
         if bulk_reserve is None:
-            from . import conf
-
             bulk_reserve = conf.bulk_reserve()
         return cls(
             min_interval=timedelta(seconds=float(smtp_settings.min_interval or 0)),
