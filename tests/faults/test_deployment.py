@@ -64,7 +64,8 @@ def redis_broker(monkeypatch):
 
 class LeaseWatch(threading.Thread):
     """Samples who holds each site's lease: concurrent owners are concurrent dispatch runs, and
-    with one worker per cluster, concurrent runs are different clusters."""
+    with one worker per cluster, concurrent runs are different clusters (one run may hold
+    several sites' leases, one connection each)."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -185,6 +186,7 @@ def test_three_clusters_share_four_sites(certificates, settings, tmp_path, redis
         assert SendRecord.objects.filter(site=site).count() == found["sent"]
         waiting = {"queued": PER_SITE - cap} if cap else {}
         assert statuses(site=site) == {"sent": cap or PER_SITE, **waiting}, hostname
-    # The killed cluster had at most one message in flight: sent, but not marked sent.
-    assert figures["duplicated"] <= 1, logs
+    # The killed cluster had at most one message in flight per connection (one per site it held):
+    # sent, but not marked sent. One cluster was killed, so a site gets at most one duplicate.
+    assert all(found["duplicated"] <= 1 for found in per_site.values()), logs
     assert watch.most_at_once >= 2, "the clusters sent in parallel"
