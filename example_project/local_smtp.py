@@ -133,6 +133,7 @@ class Behaviour:
     # "553 5.7.1 <a@b>: Sender address rejected: not owned by user a@b"
     rcpt_reply: str | None = None
     delay: float = 0.0  # seconds added before answering DATA
+    quit_delay: float = 0.0  # seconds added before answering QUIT (a slow, distant server)
     # Probability of answering "421" to each MAIL, RCPT and DATA (the fault tests' flaky server);
     # drawn from ``rng``, seeded, so a run can be repeated.
     random_421: float = 0.0
@@ -158,6 +159,8 @@ class _Handler:
 
     async def handle_QUIT(self, server, session, envelope):
         self.server.quit_sessions.add(id(server))
+        await asyncio.sleep(self.server.behaviour.quit_delay)
+        self.server.quit_answered_at = time.monotonic()
         return "221 Bye"
 
     async def handle_AUTH(self, server, session, envelope, args):
@@ -294,6 +297,7 @@ class LocalSmtpServer:
         # Connections that said EHLO, and those that ended with QUIT (ids of their protocol).
         self.sessions: set = set()
         self.quit_sessions: set = set()
+        self.quit_answered_at = None  # time.monotonic() of the last "221 Bye"
         self.in_data = self.peak_in_data = 0
         self.xoauth2 = xoauth2
         self.xoauth2_refusal = xoauth2_refusal

@@ -120,3 +120,29 @@ def test_only_the_dispatchers_thread_uses_the_database(starttls_server):
     assert report.sent == 8
     # One database connection per dispatcher, however many conversations it keeps going.
     assert not [name for name in threads if name.startswith("own-smtp-agent")]
+
+
+def test_a_server_slow_to_say_goodbye_holds_back_no_other_site(starttls_server, certificates):
+    from example_project.local_smtp import LocalSmtpServer
+    from tests.conftest import SMTP_PASSWORD, SMTP_USER
+
+    slow_goodbye = LocalSmtpServer(
+        security="starttls", credentials=(SMTP_USER, SMTP_PASSWORD), certificates=certificates
+    ).start()
+    slow_goodbye.behaviour.quit_delay = 2  # answers QUIT after 2 s (TIMEOUT is 3 s here)
+    starttls_server.behaviour.delay = 0.3
+    leaving, staying = sites_on(starttls_server, 2)
+    own_server(leaving, slow_goodbye)
+    queue(leaving, 1)
+    queue(staying, 4)
+
+    try:
+        report = dispatch(until_empty=True)
+    finally:
+        slow_goodbye.stop()
+
+    assert report.sent == 5 and statuses() == {"sent": 5}
+    arrivals = [item.arrived_at for item in starttls_server.wait_for(4)]
+    # The other site's four messages (about 1.2 s) all went while the first site's server
+    # still took its time to answer QUIT: saying goodbye is the closing site's own business.
+    assert max(arrivals) < slow_goodbye.quit_answered_at

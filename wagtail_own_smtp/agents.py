@@ -70,6 +70,26 @@ def answer(event):
     reply.answer(call)
 
 
+def run_here(function, *args, **kwargs):
+    """``Inbox.call`` for code already on the dispatcher's thread (a session used directly)."""
+    return function(*args, **kwargs)
+
+
+class TokenOnDispatcherThread:
+    """An OAuth token source whose database work (the token cache) runs through ``ask``
+    (``Inbox.call``), on the dispatcher's thread."""
+
+    def __init__(self, source, ask):
+        self.source, self.ask = source, ask
+
+    @property
+    def was_cached(self):
+        return self.source.was_cached
+
+    def __call__(self, refresh=False):
+        return self.ask(self.source, refresh=refresh)
+
+
 class Gate:
     """Opened once the previous message of the same connection has its outcome written.
 
@@ -93,13 +113,13 @@ class Gate:
 
 class Agents:
     """A pool of at most ``size`` threads; ``start`` runs ``work()`` on one and posts
-    ``("done", tag, result)`` to the inbox, in the language the dispatcher's thread had."""
+    ``(kind, tag, result)`` to the inbox, in the language the dispatcher's thread had."""
 
     def __init__(self, size, inbox):
         self.inbox = inbox
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="own-smtp-agent")
 
-    def start(self, tag, work):
+    def start(self, tag, work, kind="done"):
         language = translation.get_language()
 
         def run():
@@ -108,7 +128,7 @@ class Agents:
                     result = work()
             except BaseException as error:  # work() reports its own failures; never lose a tag
                 result = error
-            self.inbox.post(("done", tag, result))
+            self.inbox.post((kind, tag, result))
 
         self._pool.submit(run)
 

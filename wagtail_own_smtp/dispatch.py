@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError
 
-from . import conf
+from . import conf, transport
 from .agents import Agents, Gate, Inbox, answer
 from .due_sites import due_sites, turn_order
 from .durability import outcomes_without_flush
@@ -92,6 +92,7 @@ class Dispatcher:
         self.inbox = Inbox()
         self.agents = None  # started with the first delivery
         self.sessions = {}  # site_id -> SiteSession holding the lease
+        self.closing = {}  # site_id -> SiteSession whose QUIT goes on an agent thread
         self.busy = {}  # site_id -> Delivery under way on an agent thread
         self.parked = {}  # site_id -> (slot, reason) a closed session left for this call
         self.done = set()  # sites not to serve again in this call (paused, leased, unreachable)
@@ -104,16 +105,19 @@ class Dispatcher:
         finally:
             try:
                 self._drain()
+                for session in list(self.sessions.values()):
+                    self._end(session)
+                self._drain()
             finally:
-                for session in self.sessions.values():
+                for session in [*self.sessions.values(), *self.closing.values()]:
                     session.close()
                 if self.agents is not None:
                     self.agents.shutdown()
         return self.report
 
     def _drain(self):
-        """Book every delivery under way; each ends by its own deadline."""
-        while self.busy:
+        """Book every delivery under way and every goodbye; each ends by its own deadline."""
+        while self.busy or self.closing:
             event = self.inbox.next(None)
             try:
                 self._handle(event)
@@ -135,7 +139,7 @@ class Dispatcher:
         if started:
             return True
         waiting = [c for c in self._candidates(now) if c[0] is not None]
-        if not self.busy:
+        if not self.busy and not self.closing:
             if not waiting:
                 if self.leased_until is not None:
                     self._stop(self.leased_until, "lease")
@@ -155,9 +159,9 @@ class Dispatcher:
     # the steps
     def _look_for_due_sites(self, now):
         # With connections free, mail being queued right now should not wait for a session's end.
-        every = REFRESH if len(self.sessions) >= self.connections else REFRESH_WITH_ROOM
+        every = REFRESH if self._full() else REFRESH_WITH_ROOM
         if self.refreshed is None or time.monotonic() - self.refreshed > every or not self.sessions:
-            self.fresh, self.leased_until = due_sites(now, self.done | set(self.sessions))
+            self.fresh, self.leased_until = due_sites(now, self._not_again())
             self.refreshed = time.monotonic()
 
     def _candidates(self, now):
@@ -168,11 +172,12 @@ class Dispatcher:
             for site_id, session in self.sessions.items()
             if site_id not in self.busy and not session.finished
         ]
-        if len(self.sessions) >= self.connections:
+        if self._full():
             return candidates
+        held = self._not_again()
         for slot, smtp_settings in self.fresh:
             site_id = smtp_settings.site_id
-            if site_id in self.sessions or site_id in self.done:
+            if site_id in held:
                 continue
             known, reason = self.parked.get(site_id, (None, None))
             if known is not None and known > slot:
@@ -213,7 +218,7 @@ class Dispatcher:
         if len(self.busy) >= self.connections:
             return False
         if not isinstance(item, SiteSession):
-            if len(self.sessions) >= self.connections or item.site_id in self.sessions:
+            if self._full() or item.site_id in self._not_again():
                 return False
             return self._open(item, now)
         session = item
@@ -259,6 +264,9 @@ class Dispatcher:
             return
         if event[0] == "call":
             answer(event)
+            return
+        if event[0] == "closed":
+            self._closed(event[1])
             return
         _kind, session, result = event
         delivery = self.busy.pop(session.site_id)
@@ -312,13 +320,38 @@ class Dispatcher:
         if session.broken:
             session.abandon()
         else:
-            session.close()
+            self._close(session)
 
     def _park(self, session, slot, reason):
         """Close a session whose next slot is far off; its site may come back in this call."""
         self.parked[session.site_id] = (slot, reason)
-        session.close()
         del self.sessions[session.site_id]
+        self._close(session)
+
+    def _close(self, session):
+        """Release a session: its QUIT on an agent thread (a server slow to answer it holds back
+        no other site), its lease once that is done, so its site has one connection at a time."""
+        connection = session.detach()
+        if connection is None or self.agents is None:
+            session.close()
+            return
+        self.closing[session.site_id] = session
+        self.agents.start(session, lambda: transport.close_quietly(connection), kind="closed")
+
+    def _closed(self, session):
+        del self.closing[session.site_id]
+        try:
+            session.close()
+        except DatabaseError:  # the lease runs out by itself
+            logger.exception("Could not release the lease of site %s", session.site_id)
+
+    def _full(self):
+        """True when every connection is taken (a closing one until its server said goodbye)."""
+        return len(self.sessions) + len(self.closing) >= self.connections
+
+    def _not_again(self):
+        """The sites this call does not open a session for now."""
+        return self.done | set(self.sessions) | set(self.closing)
 
     def _stop(self, moment, reason):
         self.report.next_slot, self.report.waiting_for = moment, reason

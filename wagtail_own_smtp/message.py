@@ -9,6 +9,7 @@ change (an editor confirms a new server) while mail waits, and the mail must lea
 sender of the server it actually goes through.
 """
 
+import functools
 import hashlib
 import inspect
 import re
@@ -51,7 +52,11 @@ def envelope_address(address):
     A local part that needs quotes keeps them: ``"a@evil.example>"@legit.example`` is one
     mailbox at legit.example, never ``<a@evil.example>``.
     """
-    address = str(address)
+    return _envelope_address(str(address))
+
+
+@functools.lru_cache(maxsize=4096)  # a site's sender comes again with every message it queues
+def _envelope_address(address):
     if "\r" in address or "\n" in address:
         raise ValueError(_("Invalid address; address parts cannot contain newlines."))
     parsed = AddressHeader.value_parser(address)

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import backoff, bounces, conf, limits, servers, signals, smtp_client, transport, verification
+from .agents import TokenOnDispatcherThread, run_here
 from .exceptions import LeaseLost, OutcomeNotWritten, SmtpFailure, UndecryptablePassword
 from .mailqueue import (
     NormalFirst,
@@ -67,25 +68,6 @@ class Delivery:
             self.gate.wait(conf.get("TIMEOUT"))
 
 
-class _TokenOnDispatcherThread:
-    """An OAuth token source whose database work (the token cache) runs through ``ask``, on the
-    dispatcher's thread."""
-
-    def __init__(self, source, ask):
-        self.source, self.ask = source, ask
-
-    @property
-    def was_cached(self):
-        return self.source.was_cached
-
-    def __call__(self, refresh=False):
-        return self.ask(self.source, refresh=refresh)
-
-
-def _here(function, *args, **kwargs):
-    return function(*args, **kwargs)
-
-
 class SiteSession:
     """One site's turn: its lease, its claimed messages, its one connection.
 
@@ -95,7 +77,7 @@ class SiteSession:
     ``ask(function, *args)`` runs database work of ``deliver`` on the dispatcher's thread.
     """
 
-    def __init__(self, smtp_settings, owner, *, on_outcome, clock, deadline=None, ask=_here):
+    def __init__(self, smtp_settings, owner, *, on_outcome, clock, deadline=None, ask=run_here):
         self.settings = smtp_settings
         self.site_id = smtp_settings.site_id
         self.owner = owner
@@ -127,7 +109,7 @@ class SiteSession:
         try:
             self.params = servers.verified_params(self.settings)  # decrypted once per session
             if self.params.token_source is not None:
-                source = _TokenOnDispatcherThread(self.params.token_source, self.ask)
+                source = TokenOnDispatcherThread(self.params.token_source, self.ask)
                 self.params = replace(self.params, token_source=source)
         except UndecryptablePassword as error:
             hint = gettext_lazy("Enter the password again and confirm the server.")
@@ -391,6 +373,14 @@ class SiteSession:
             self.close()
         except DatabaseError:
             self._drop_connection()
+
+    def detach(self):
+        """Put the claimed messages back and hand over the connection (the caller says QUIT
+        where a slow answer holds back no one); the lease stays until ``close``."""
+        connection, self.connection = self.connection, None
+        release_claims([m.pk for m in self.batch], self.owner)
+        self.batch.clear()
+        return connection
 
     def close(self):
         # Safe after a lost lease too: both releases only touch what this session still owns.
