@@ -122,27 +122,49 @@ def test_only_the_dispatchers_thread_uses_the_database(starttls_server):
     assert not [name for name in threads if name.startswith("own-smtp-agent")]
 
 
-def test_a_server_slow_to_say_goodbye_holds_back_no_other_site(starttls_server, certificates):
+@pytest.fixture
+def slow_goodbye(certificates):
+    """A server that answers QUIT after 2 s (TIMEOUT is 3 s here)."""
     from example_project.local_smtp import LocalSmtpServer
     from tests.conftest import SMTP_PASSWORD, SMTP_USER
 
-    slow_goodbye = LocalSmtpServer(
+    server = LocalSmtpServer(
         security="starttls", credentials=(SMTP_USER, SMTP_PASSWORD), certificates=certificates
     ).start()
-    slow_goodbye.behaviour.quit_delay = 2  # answers QUIT after 2 s (TIMEOUT is 3 s here)
+    server.behaviour.quit_delay = 2
+    yield server
+    server.stop()
+
+
+def test_a_server_slow_to_say_goodbye_holds_back_no_other_site(starttls_server, slow_goodbye):
     starttls_server.behaviour.delay = 0.3
     leaving, staying = sites_on(starttls_server, 2)
     own_server(leaving, slow_goodbye)
     queue(leaving, 1)
     queue(staying, 4)
 
-    try:
-        report = dispatch(until_empty=True)
-    finally:
-        slow_goodbye.stop()
+    report = dispatch(until_empty=True)
 
     assert report.sent == 5 and statuses() == {"sent": 5}
     arrivals = [item.arrived_at for item in starttls_server.wait_for(4)]
     # The other site's four messages (about 1.2 s) all went while the first site's server
     # still took its time to answer QUIT: saying goodbye is the closing site's own business.
     assert max(arrivals) < slow_goodbye.quit_answered_at
+
+
+def test_a_connection_saying_goodbye_still_counts_toward_connections(
+    starttls_server, slow_goodbye, settings
+):
+    settings.WAGTAIL_OWN_SMTP_CONNECTIONS = 1
+    # The leaving site comes first in the turn order (the oldest site, nothing sent yet).
+    leaving, waiting = sites_on(starttls_server, 2)
+    own_server(leaving, slow_goodbye)
+    queue(leaving, 1)
+    queue(waiting, 1)
+
+    report = dispatch(until_empty=True)
+
+    assert report.sent == 2
+    [arrived] = starttls_server.wait_for(1)
+    # One connection at a time: the second site's opened once the first one's was closed.
+    assert arrived.arrived_at > slow_goodbye.quit_answered_at

@@ -332,7 +332,7 @@ class Dispatcher:
         """Release a session: its QUIT on an agent thread (a server slow to answer it holds back
         no other site), its lease once that is done, so its site has one connection at a time."""
         connection = session.detach()
-        if connection is None or self.agents is None:
+        if connection is None:  # else an agent opened it: the agents are running
             session.close()
             return
         self.closing[session.site_id] = session

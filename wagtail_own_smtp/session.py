@@ -384,7 +384,7 @@ class SiteSession:
 
     def close(self):
         # Safe after a lost lease too: both releases only touch what this session still owns.
-        self._drop_connection()
-        release_claims([m.pk for m in self.batch], self.owner)
+        connection = self.detach()
+        if connection is not None:
+            transport.close_quietly(connection)
         release_lease(self.site_id, self.owner, self.last_sent_at)
-        self.batch.clear()
