@@ -5,6 +5,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, send_mail, send_mass_mail
+from django.db import transaction
 
 from tests.conftest import SMTP_USER
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
@@ -207,6 +208,42 @@ def test_oversized_message_is_refused_with_a_clear_error(site, starttls_server, 
     ):
         send_mail("Big", "x" * 5000, ORIGINAL_FROM, ["a@example.org"])
     assert isinstance(info.value, ValueError)
+    assert not OutboundMessage.objects.exists()
+
+
+def _wave_with_one_oversized(count, bad):
+    return [
+        EmailMessage(f"m{i}", "x" * (5000 if i == bad else 10), ORIGINAL_FROM, [f"p{i}@x.org"])
+        for i in range(count)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_message_in_a_large_batch_keeps_what_was_queued_before_it(
+    site, starttls_server, settings
+):
+    """As with Django's SMTP backend: the messages before the refused one go out, none after."""
+    own_server(site, starttls_server)
+    settings.WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE = 2000
+    with pytest.raises(MessageTooLarge), using_site(site):
+        mail.get_connection().send_messages(_wave_with_one_oversized(1200, bad=700))
+    queued = sorted(int(s[1:]) for s in OutboundMessage.objects.values_list("subject", flat=True))
+    assert queued and queued == list(range(len(queued))) and len(queued) < 700
+
+    dispatch(until_empty=True)
+
+    assert len(starttls_server.wait_for(len(queued))) == len(queued)
+    assert statuses() == {"sent": len(queued)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_in_the_callers_transaction_is_all_or_nothing(
+    site, starttls_server, settings
+):
+    own_server(site, starttls_server)
+    settings.WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE = 2000
+    with pytest.raises(MessageTooLarge), using_site(site), transaction.atomic():
+        mail.get_connection().send_messages(_wave_with_one_oversized(1200, bad=700))
     assert not OutboundMessage.objects.exists()
 
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection, send_mail
 from django.db import connection
 
 from tests.delivery_helpers import (
@@ -64,6 +64,35 @@ def test_qcluster_with_orm_broker_delivers_within_seconds(starttls_server, setti
     assert latency < 5, log
     assert received.rcpt_tos == ["a@example.org"]
     assert Task.objects.filter(func=mailqueue.DISPATCH_TASK, success=True).exists(), log
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("real_backend")
+def test_a_large_batch_starts_going_out_while_the_rest_is_being_stored(
+    plain_server, settings, tmp_path
+):
+    """One ``send_messages`` of a whole survey wave: the first invitations reach the server
+    before the call has stored the last ones, and every one arrives once."""
+    count = 2500
+    site = make_site()
+    own_server(site, plain_server)
+    cluster = _cluster(settings, tmp_path)
+    try:
+        invitations = [
+            EmailMessage(f"Invitation {i}", "Please answer.", "s@platform.example", [f"p{i}@x.org"])
+            for i in range(count)
+        ]
+        with using_site(site), get_connection() as backend:
+            assert backend.send_messages(invitations) == count
+        stored = time.monotonic()
+        received = plain_server.wait_for(count, timeout=120)
+    finally:
+        log = stop_process(cluster)
+    first = min(r.arrived_at for r in received)
+    print(f"first invitation arrived {stored - first:.2f} s before send_messages returned")
+    assert first < stored, log
+    recipients = sorted(r.rcpt_tos[0] for r in received)
+    assert recipients == sorted(f"p{i}@x.org" for i in range(count))
 
 
 @pytest.mark.skipif(

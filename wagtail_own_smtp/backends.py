@@ -45,6 +45,10 @@ _CONNECTION_OPTIONS = (
 )
 
 _HAS_MAILERS = django.VERSION >= (6, 1)
+# A large batch is committed in chunks, so the dispatcher starts on the first while the rest is
+# built: a small first chunk for a quick start, then chunks large enough to cost few commits.
+FIRST_CHUNK = 50
+CHUNK = 500
 
 
 def is_report_to_staff(message):
@@ -166,55 +170,79 @@ class EmailBackend(BaseEmailBackend):
         return sent + (self.enqueue(site, own, current_bulk(self.site, self.bulk)) if own else 0)
 
     def enqueue(self, site, email_messages, bulk=False):
-        """Store the messages for the site's own server in one transaction; dispatch on commit.
+        """Store the messages for the site's own server; a dispatch run starts on each commit.
+
+        A large batch is stored in chunks, each committed on its own (outside a caller's
+        transaction), so its first messages go out while the rest is still being built and
+        stored. As with Django's SMTP backend, a message that is refused (too large, a header
+        injection) raises, and the messages before it stay queued.
 
         Mail waits in the queue even while the site has no verified server: it never goes out
         through the platform once the editor chose the own server.
         """
-        from .mailqueue import dispatch_after_commit
-        from .models import Lane, OutboundMessage
+        from .models import Lane
 
-        limit = conf.get("MAX_MESSAGE_SIZE")
+        own_transaction = not transaction.get_connection().in_atomic_block
         now = timezone.now()
-        rows = []
+        stored, rows = 0, []
         for message in email_messages:
-            if not message.recipients():
-                continue
-            try:
-                raw = raw_message(message)
-                if limit and len(raw) > limit:
-                    raise MessageTooLarge(
-                        _(
-                            "The message is %(size)s bytes, larger than the %(limit)s bytes "
-                            "this site may send."
-                        )
-                        % {"size": len(raw), "limit": limit}
+            row = self._row(site, message, Lane.BULK if bulk else Lane.NORMAL, now)
+            if row is not None:
+                rows.append(row)
+            if own_transaction and len(rows) >= (CHUNK if stored else FIRST_CHUNK):
+                stored += _store(rows)
+                rows = []
+        return stored + _store(rows)
+
+    def _row(self, site, message, lane, now):
+        """The queue row of one message, or None for one without recipients (or refused,
+        with ``fail_silently``)."""
+        from .models import OutboundMessage
+
+        if not message.recipients():
+            return None
+        try:
+            raw = raw_message(message)
+            limit = conf.get("MAX_MESSAGE_SIZE")
+            if limit and len(raw) > limit:
+                raise MessageTooLarge(
+                    _(
+                        "The message is %(size)s bytes, larger than the %(limit)s bytes "
+                        "this site may send."
                     )
-                recipients = [envelope_address(a) for a in message.recipients()]
-                sender = envelope_address(message.from_email)
-            except ValueError:
-                if self.fail_silently:
-                    continue
-                raise
-            rows.append(
-                OutboundMessage(
-                    site=site,
-                    lane=Lane.BULK if bulk else Lane.NORMAL,
-                    subject=str(message.subject)[:255],
-                    envelope_from=sender,
-                    recipients=recipients,
-                    recipient_count=len(recipients),
-                    raw_message=raw,
-                    size=len(raw),
-                    next_attempt_at=now,
+                    % {"size": len(raw), "limit": limit}
                 )
-            )
-        if not rows:
-            return 0
-        with transaction.atomic():
-            if len(rows) == 1:
-                rows[0].save()
-            else:
-                OutboundMessage.objects.bulk_create(rows)
-            dispatch_after_commit()
-        return len(rows)
+            recipients = [envelope_address(a) for a in message.recipients()]
+            sender = envelope_address(message.from_email)
+        except ValueError:
+            if self.fail_silently:
+                return None
+            raise
+        return OutboundMessage(
+            site=site,
+            lane=lane,
+            subject=str(message.subject)[:255],
+            envelope_from=sender,
+            recipients=recipients,
+            recipient_count=len(recipients),
+            raw_message=raw,
+            size=len(raw),
+            next_attempt_at=now,
+        )
+
+
+def _store(rows):
+    """Store queue rows in one transaction (the caller's, if any); a dispatch run is queued
+    once it commits."""
+    from .mailqueue import dispatch_after_commit
+    from .models import OutboundMessage
+
+    if not rows:
+        return 0
+    with transaction.atomic():
+        if len(rows) == 1:
+            rows[0].save()
+        else:
+            OutboundMessage.objects.bulk_create(rows)
+        dispatch_after_commit()
+    return len(rows)
