@@ -163,6 +163,28 @@ def test_work_given_to_a_send_runs_once_before_the_message_is_complete(starttls_
     assert len(starttls_server.wait_for(2)) == 2
 
 
+def test_that_work_waits_for_the_server_to_take_the_recipients(starttls_server):
+    """It overlaps MAIL, RCPT and DATA; a message whose every recipient is refused never gets
+    to its data, and the work is not done for it."""
+    starttls_server.behaviour.refuse_recipients = {"gone@example.org": "550 5.1.1 No such user"}
+    server_params = params(starttls_server, "starttls")
+    connection = transport.open_connection(server_params)
+    seen = []
+    try:
+        with pytest.raises(SmtpFailure):
+            transport.send(
+                connection,
+                server_params,
+                SMTP_USER,
+                ["gone@example.org"],
+                RAW,
+                meanwhile=lambda: seen.append("called"),
+            )
+    finally:
+        transport.close_quietly(connection)
+    assert seen == []
+
+
 def test_what_that_work_raises_ends_the_send_and_the_message_never_arrives(starttls_server):
     class NotWritten(Exception):
         pass

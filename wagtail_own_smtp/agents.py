@@ -93,9 +93,10 @@ class TokenOnDispatcherThread:
 class Gate:
     """Opened once the previous message of the same connection has its outcome written.
 
-    The next message's ``MAIL FROM`` may go out before that (the database and the server work at
-    the same time); its data wait at the gate, so at most one message per connection is accepted
-    by the server and not yet marked ``sent``: the one in flight.
+    The next message's ``MAIL FROM``, ``RCPT TO`` and ``DATA`` may go out before that (the
+    database and the server work at the same time); its data wait at the gate, so at most one
+    message per connection is accepted by the server and not yet marked ``sent``: the one in
+    flight.
     """
 
     def __init__(self):

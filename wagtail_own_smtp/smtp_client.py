@@ -80,7 +80,7 @@ class PinnedSMTP(smtplib.SMTP):
 
     ``stage`` names the step in progress, so a failure can be explained (see ``hint_for``).
     ``deadline`` (a ``time.monotonic()`` moment, or None) bounds every exchange; each command has
-    ``timeout`` seconds besides. ``before_next_reply`` lets a caller work while the server does
+    ``timeout`` seconds besides. ``before_reply_to`` lets a caller work while the server does
     (see ``transport.send``).
     """
 
@@ -91,7 +91,7 @@ class PinnedSMTP(smtplib.SMTP):
         self.stage = "connect"
         self.command_timeout = timeout
         self.deadline = deadline
-        self._before_reply = None
+        self._before_reply = self._last_command = None
         self._reply_until = None
         self._buffer, self._buffered_sock = b"", None
         super().__init__(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
@@ -140,14 +140,19 @@ class PinnedSMTP(smtplib.SMTP):
                 raise
         super().send(s)
 
-    def before_next_reply(self, work):
-        """Call ``work`` once, right before the next reply is read (None: nothing)."""
-        self._before_reply = work
+    def before_reply_to(self, command, work):
+        """Call ``work`` once, right before the reply to the next ``command`` (e.g. ``"data"``)
+        is read (``work`` None: nothing)."""
+        self._before_reply = None if work is None else (command, work)
+
+    def putcmd(self, cmd, args=""):
+        self._last_command = cmd.lower()
+        super().putcmd(cmd, args)
 
     def getreply(self):
         """smtplib's reply reader, under the command's deadline and the reply caps, cleaned."""
-        work, self._before_reply = self._before_reply, None
-        if work is not None:
+        if self._before_reply is not None and self._before_reply[0] == self._last_command:
+            (_command, work), self._before_reply = self._before_reply, None
             work()
         until = self._reply_until or self._command_until()
         code, lines, size = -1, [], 0

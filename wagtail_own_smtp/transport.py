@@ -276,19 +276,21 @@ def send(
 ):
     """Hand one message to the server. Returns the recipients the server refused (a dict).
 
-    ``meanwhile``: called once, after ``MAIL FROM`` went out and before its reply is read, so
-    the caller's own work (the dispatcher writes the previous message's outcome) overlaps the
-    server's. What it raises ends the call unchanged, the message incomplete: the caller then
-    drops the connection, and the server the message.
+    ``meanwhile``: called once, after ``DATA`` went out and before its reply is read, so the
+    caller's own work (the dispatcher writes the previous message's outcome) overlaps the
+    server's answers to MAIL, RCPT and DATA, and ends before the message's data go out: the
+    server cannot have accepted it yet. What it raises ends the call unchanged, the message
+    incomplete: the caller then drops the connection, and the server the message. A message
+    refused before its data never calls it.
     """
     connection.stage = "send"
     options = _envelope_options(connection, [envelope_from, *recipients])
-    connection.before_next_reply(meanwhile)
+    connection.before_reply_to("data", meanwhile)
     try:
         with _classified(params, connection):
             return connection.sendmail(envelope_from, recipients, raw_message, mail_options=options)
     finally:
-        connection.before_next_reply(None)  # not called: the caller still has it to do
+        connection.before_reply_to("data", None)  # not called: the caller still has it to do
 
 
 def test_connection(params: ServerParams, timeout=None):
