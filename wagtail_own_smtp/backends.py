@@ -183,10 +183,10 @@ class EmailBackend(BaseEmailBackend):
         from .models import Lane
 
         own_transaction = not transaction.get_connection().in_atomic_block
-        now = timezone.now()
+        limit, now = conf.get("MAX_MESSAGE_SIZE"), timezone.now()
         stored, rows = 0, []
         for message in email_messages:
-            row = self._row(site, message, Lane.BULK if bulk else Lane.NORMAL, now)
+            row = self._row(site, message, Lane.BULK if bulk else Lane.NORMAL, now, limit)
             if row is not None:
                 rows.append(row)
             if own_transaction and len(rows) >= (CHUNK if stored else FIRST_CHUNK):
@@ -194,16 +194,15 @@ class EmailBackend(BaseEmailBackend):
                 rows = []
         return stored + _store(rows)
 
-    def _row(self, site, message, lane, now):
+    def _row(self, site, message, lane, now, limit):
         """The queue row of one message, or None for one without recipients (or refused,
-        with ``fail_silently``)."""
+        with ``fail_silently``); ``limit``: the largest size allowed in bytes (0: any)."""
         from .models import OutboundMessage
 
         if not message.recipients():
             return None
         try:
             raw = raw_message(message)
-            limit = conf.get("MAX_MESSAGE_SIZE")
             if limit and len(raw) > limit:
                 raise MessageTooLarge(
                     _(
