@@ -2,6 +2,7 @@
 never more than WAGTAIL_OWN_SMTP_CONNECTIONS, and a stalling server holds back only its own site."""
 
 import threading
+import time
 
 import pytest
 from django.core.mail import EmailMessage
@@ -13,6 +14,7 @@ from tests.helpers_admin import make_site
 from tests.hostile_servers import HostileServer
 from wagtail_own_smtp import using_site
 from wagtail_own_smtp.dispatch import dispatch
+from wagtail_own_smtp.session import SiteSession
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("real_backend")]
 
@@ -153,7 +155,7 @@ def test_a_server_slow_to_say_goodbye_holds_back_no_other_site(starttls_server, 
 
 
 def test_a_connection_saying_goodbye_still_counts_toward_connections(
-    starttls_server, slow_goodbye, settings
+    starttls_server, slow_goodbye, settings, monkeypatch
 ):
     settings.WAGTAIL_OWN_SMTP_CONNECTIONS = 1
     # The leaving site comes first in the turn order (the oldest site, nothing sent yet).
@@ -161,10 +163,20 @@ def test_a_connection_saying_goodbye_still_counts_toward_connections(
     own_server(leaving, slow_goodbye)
     queue(leaving, 1)
     queue(waiting, 1)
+    opened = {}
+    real_open = SiteSession.open
+
+    def open_and_note(session, now):
+        opened[session.site_id] = time.monotonic()
+        return real_open(session, now)
+
+    monkeypatch.setattr(SiteSession, "open", open_and_note)
 
     report = dispatch(until_empty=True)
 
     assert report.sent == 2
     [arrived] = starttls_server.wait_for(1)
-    # One connection at a time: the second site's opened once the first one's was closed.
+    # One connection at a time: the second site's session (its lease and claims, which another
+    # worker could otherwise use) opened once the first one's server had said goodbye.
+    assert opened[waiting.pk] > slow_goodbye.quit_answered_at
     assert arrived.arrived_at > slow_goodbye.quit_answered_at

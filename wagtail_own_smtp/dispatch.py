@@ -333,13 +333,17 @@ class Dispatcher:
         no other site), its lease once that is done, so its site has one connection at a time."""
         connection = session.detach()
         if connection is None:  # else an agent opened it: the agents are running
-            session.close()
+            self._release(session)
             return
         self.closing[session.site_id] = session
         self.agents.start(session, lambda: transport.close_quietly(connection), kind="closed")
 
     def _closed(self, session):
         del self.closing[session.site_id]
+        self._release(session)
+
+    @staticmethod
+    def _release(session):
         try:
             session.close()
         except DatabaseError:  # the lease runs out by itself
