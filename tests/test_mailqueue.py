@@ -103,3 +103,37 @@ def test_claims_and_the_due_sites_follow_the_index_whatever_the_table_holds(star
                 or "own_smtp_lane_due_idx" in plan
                 or "PRIMARY KEY" in plan
             ), (sql, plan)
+
+
+@pytest.mark.django_db
+def test_a_dispatchers_claims_hold_the_same_memory_however_many_connections_it_keeps(
+    settings, starttls_server
+):
+    """Every session claims raw bytes for its own connection: the more connections, the
+    smaller each claim, so a dispatcher holds at most ``CLAIM_MEMORY`` whatever ``CONNECTIONS``
+    is (a claim still takes one message of any allowed size)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from wagtail_own_smtp.mailqueue import CLAIM_MEMORY, claim_due, release_claims
+
+    site = make_site()
+    own_server(site, starttls_server)
+    size = CLAIM_MEMORY // 64 // 2 + 100_000  # two of them exceed a 64th of the memory
+    line = "x" * 75 + "\n"
+    with using_site(site):
+        for i in range(5):
+            EmailMessage(f"big{i}", line * (size // len(line)), to=[f"b{i}@ex.org"]).send()
+    now = timezone.now()
+
+    def claimed_with(connections):
+        settings.WAGTAIL_OWN_SMTP_CONNECTIONS = connections
+        claimed = claim_due(site.pk, "owner", now, now + timedelta(minutes=5), 100)
+        release_claims([m.pk for m in claimed], "owner")
+        return claimed
+
+    assert len(claimed_with(16)) == 5  # 8 MB each for 16 connections
+    many = claimed_with(64)
+    assert len(many) == 1 and many[0].size > CLAIM_MEMORY // 64 // 2
+    assert len(claimed_with(64 * 1024)) == 1  # a share smaller than one message: one anyway

@@ -15,7 +15,7 @@ DEFAULTS = {
     "MAX_MESSAGE_AGE": 3 * 24 * 3600,
     "DISPATCH_BUDGET": 50,
     # SMTP conversations one dispatcher process keeps going at once, one per site (agents.py).
-    "CONNECTIONS": 16,
+    "CONNECTIONS": 32,
     # Seconds a site waits after a server's throttle (a 4xx at MAIL FROM, 432 concurrent
     # connections); a daily quota waits until its rolling 24 hours can have room again.
     "THROTTLE_SECONDS": 60,
