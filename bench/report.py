@@ -2,6 +2,9 @@
 
 import statistics
 
+from bench.figures import fmt, target
+from bench.report_sites import render_sites, sites_summary
+
 # key, label, scenario, phases summed, whether the phases talk SMTP (connections counted)
 ROWS = [
     ("raw", "raw smtplib, 1 connection (prebuilt bytes)", "raw_smtplib", ["send"], True),
@@ -52,9 +55,9 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def summarise(results):
-    rounds = results.get("rounds", [])
-    table = []
+def throughput_summary(rounds, mode=""):
+    """The senders' table (medians over rounds) and targets 1, 2a and 2b; ``mode`` tells the
+    journal mode in the targets' labels when it is not the run's own."""
     per_round = []
     for round_results in rounds:
         figures = {}
@@ -65,6 +68,7 @@ def summarise(results):
             if fig is not None:
                 fig["ratio_to_raw"] = fig["msgs_per_s"] / raw if raw and fig["msgs_per_s"] else None
         per_round.append(figures)
+    table = []
     for key, label, _scenario, _phases, _talks in ROWS:
         found = [r[key] for r in per_round if r.get(key)]
         if not found:
@@ -98,20 +102,29 @@ def summarise(results):
 
     targets = {}
     if per_round:
-        targets["drain_vs_raw"] = _target(
-            "1. drain >= 0.8x raw smtplib", ratio("app_drain", "raw"), 0.8
+        targets["drain_vs_raw"] = target(
+            f"1. drain >= 0.8x raw smtplib{mode}", ratio("app_drain", "raw"), 0.8
         )
-        targets["e2e_vs_django"] = _target(
-            "2a. end to end (qcluster) >= 1.0x Django SMTP backend",
+        targets["e2e_vs_django"] = target(
+            f"2a. end to end (qcluster) >= 1.0x Django SMTP backend{mode}",
             ratio("app_e2e_cluster", "django"),
             1.0,
         )
         if any(r.get("po_e2e") for r in per_round):
-            targets["e2e_vs_post_office"] = _target(
-                "2b. end to end (qcluster) >= 1.5x post_office end to end",
+            targets["e2e_vs_post_office"] = target(
+                f"2b. end to end (qcluster) >= 1.5x post_office end to end{mode}",
                 ratio("app_e2e_cluster", "po_e2e"),
                 1.5,
             )
+    return table, per_round, targets
+
+
+def summarise(results):
+    table, per_round, targets = throughput_summary(results.get("rounds", []))
+    journal_table, _per_round, journal_targets = throughput_summary(
+        results.get("journal_rounds", []), mode=" (SQLite's default journal)"
+    )
+    targets.update({f"{key}_delete_journal": t for key, t in journal_targets.items()})
     throttle = results.get("throttle")
     if throttle and "error" not in throttle:
         interval, cap = throttle["interval"], throttle["cap"]
@@ -159,7 +172,7 @@ def summarise(results):
         runs = parallel["runs"]
         one, many = runs.get("1"), runs.get("4")
         if one and many:
-            targets["parallel"] = _target(
+            targets["parallel"] = target(
                 "6. 8 sites, 20 ms per command: 4 workers >= 3x 1 worker",
                 many["msgs_per_s"] / one["msgs_per_s"],
                 3.0,
@@ -176,81 +189,11 @@ def summarise(results):
     }
     return {
         "table": table,
+        "journal_table": journal_table,
         "per_round": per_round,
         "targets": targets,
         "sites": sites,
         "noise": noise(results),
-    }
-
-
-# replies per message on a kept connection: MAIL, RCPT (one recipient), DATA's 354, the final 250
-REPLIES_PER_MESSAGE = 4
-SITES_ROWS = [
-    ("raw", "a. raw smtplib, a thread + connection per site", "send", None),
-    ("app_default", "b. app via qcluster, 2 workers, CONNECTIONS default", "e2e", 0.5),
-    ("app_wide", "c. app via qcluster, 2 workers, CONNECTIONS {c}", "e2e", 0.8),
-]
-
-
-LETTERS = {"raw": "a", "app_default": "b", "app_wide": "c"}
-
-
-def sites_summary(sites):
-    """Target 7: msgs/s, ratio to the threaded reference, peak and average conversations, CPU per
-    message of each sender; the physical limit; the targets."""
-    if not sites:
-        return None
-    n = sites["sites"] * sites["per_site"]
-    limit = sites["sites"] / (REPLIES_PER_MESSAGE * sites["delay"])
-    rows = {}
-    for key, label, phase, _threshold in SITES_ROWS:
-        result = sites.get(key)
-        if not result or "error" in result:
-            rows[key] = {"label": label, "error": True}
-            continue
-        wall, cpu = result["phases"][phase]["wall"], result["phases"][phase]["cpu"]
-        delivered = result.get("sink", {}).get("messages", 0)
-        rows[key] = {
-            "label": label.format(c=result.get("connections_setting")),
-            "msgs_per_s": n / wall if wall else None,
-            "wall": wall,
-            "cpu_ms_per_msg": cpu / n * 1000,
-            "peak_open": result.get("peak_open"),
-            "open_on_average": result.get("open_on_average"),
-            "connections": result.get("sink", {}).get("connections"),
-            "first_arrival_after": result.get("first_arrival_after"),
-            "sink_reply_lag_ms": result.get("sink_reply_lag_ms"),
-            "ms_per_message_in_conversation": result.get("ms_per_message_in_conversation"),
-            "enqueue_wall": result["phases"].get("enqueue", {}).get("wall"),
-            "dispatch_runs": len(result.get("dispatch_runs") or []),
-            "dispatch_runs_sending": sum(1 for r in result.get("dispatch_runs") or [] if r["sent"]),
-            "complete": delivered >= n,
-        }
-    raw = rows["raw"].get("msgs_per_s")
-    targets = {}
-    for key, _label, _phase, threshold in SITES_ROWS:
-        row = rows[key]
-        row["ratio"] = row.get("msgs_per_s") / raw if raw and row.get("msgs_per_s") else None
-        row["of_limit"] = row["msgs_per_s"] / limit if row.get("msgs_per_s") else None
-        if threshold is not None:
-            targets[f"sites_{key}"] = _target(
-                f"7{LETTERS[key]}. {sites['sites']} sites, {sites['delay'] * 1000:.0f} ms per "
-                f"reply: {row['label'][3:]} >= {threshold}x raw smtplib (a thread per site)",
-                row["ratio"] if row.get("complete") else None,
-                threshold,
-            )
-            if not row.get("complete"):
-                targets[f"sites_{key}"]["met"] = False
-                targets[f"sites_{key}"]["value"] = "error or not all delivered"
-    return {"limit": limit, "messages": n, "rows": rows, "targets": targets}
-
-
-def _target(label, value, threshold):
-    return {
-        "label": label,
-        "value": value,
-        "threshold": threshold,
-        "met": None if value is None else value >= threshold,
     }
 
 
@@ -284,7 +227,7 @@ def noise(results):
 
 
 def _all_results(results):
-    for round_results in results.get("rounds", []):
+    for round_results in results.get("rounds", []) + results.get("journal_rounds", []):
         yield from round_results.values()
     for name in ("throttle", "latency", "parallel"):
         if isinstance(results.get(name), dict):
@@ -312,10 +255,6 @@ def one_line(result, n):
     )
 
 
-def _fmt(value, spec, missing="-"):
-    return missing if value is None else format(value, spec)
-
-
 def render(results, summary):
     settings = results["settings"]
     machine = results["machine"]
@@ -325,19 +264,14 @@ def render(results, summary):
         f"round(s), {settings['db']}, Python {machine['python']}, Django {machine['django']}, "
         f"{machine['cpus']} CPUs)",
     ]
-    if summary["table"]:
+    lines += render_table(summary["table"])
+    if summary["journal_table"]:
         lines += [
             "",
-            f"{'sender':<46} {'msgs/s':>8} {'x raw':>6} {'CPU ms/msg':>10} {'peak RSS':>9} "
-            f"{'SMTP conns':>10}",
+            "The same senders on SQLite in its default journal mode (delete: every commit",
         ]
-    for row in summary["table"]:
-        flag = "" if row["complete"] else "  (not all delivered!)"
-        lines.append(
-            f"{row['label']:<46} {_fmt(row['msgs_per_s'], ',.0f'):>8} "
-            f"{_fmt(row['ratio_to_raw'], '.2f'):>6} {_fmt(row['cpu_ms_per_msg'], '.2f'):>10} "
-            f"{_fmt(row['peak_rss_mb'], '.0f'):>6} MB {_fmt(row['connections'], '.0f'):>10}{flag}"
-        )
+        lines += ["waits for the disk), in rounds of their own:"]
+        lines += render_table(summary["journal_table"])
     if summary["table"]:
         lines += [
             "",
@@ -360,8 +294,8 @@ def render(results, summary):
             if fig:
                 ratio = fig["msgs_per_s"] / raw["msgs_per_s"] if raw else None
                 lines.append(
-                    f"  {key:<44} {_fmt(fig['msgs_per_s'], ',.0f'):>8} "
-                    f"{_fmt(ratio, '.2f'):>6} {_fmt(fig['cpu_ms_per_msg'], '.2f'):>10} "
+                    f"  {key:<44} {fmt(fig['msgs_per_s'], ',.0f'):>8} "
+                    f"{fmt(ratio, '.2f'):>6} {fmt(fig['cpu_ms_per_msg'], '.2f'):>10} "
                     f"{fig['connections']:>13} conn"
                 )
     parallel = results.get("parallel")
@@ -380,12 +314,12 @@ def render(results, summary):
             )
     lines += render_sites(results.get("sites"), summary.get("sites"))
     lines += ["", "Targets:"]
-    for target in summary["targets"].values():
-        value = target["value"]
+    for verdict in summary["targets"].values():
+        value = verdict["value"]
         if isinstance(value, float):
             value = f"{value:.2f}x"
-        status = {True: "MET", False: "NOT MET", None: "n/a"}[target["met"]]
-        lines.append(f"  [{status:^7}] {target['label']}: {value}")
+        status = {True: "MET", False: "NOT MET", None: "n/a"}[verdict["met"]]
+        lines.append(f"  [{status:^7}] {verdict['label']}: {value}")
     lines += ["", "Noise: " + noise_text(summary["noise"])]
     for note in results.get("notes", []):
         lines.append(f"Note: {note}")
@@ -395,62 +329,22 @@ def render(results, summary):
     return "\n".join(lines) + "\n"
 
 
-def render_sites(sites, summary):
-    if not sites or not summary:
+def render_table(table):
+    """The senders' rows: msgs/s, the ratio to raw smtplib, CPU, memory, connections."""
+    if not table:
         return []
     lines = [
         "",
-        f"Many sites' servers at once ({sites['sites']} sites x {sites['per_site']} messages, one "
-        f"sink answering every SMTP command after {sites['delay'] * 1000:.0f} ms, PostgreSQL):",
-        f"  {'sender':<54} {'msgs/s':>7} {'x (a)':>6} {'peak conv':>9} {'avg conv':>8} "
-        f"{'CPU ms/msg':>10}",
+        f"{'sender':<46} {'msgs/s':>8} {'x raw':>6} {'CPU ms/msg':>10} {'peak RSS':>9} "
+        f"{'SMTP conns':>10}",
     ]
-    for key, *_rest in SITES_ROWS:
-        row = summary["rows"][key]
-        if row.get("error"):
-            lines.append(f"  {row['label']:<54} error")
-            continue
+    for row in table:
         flag = "" if row["complete"] else "  (not all delivered!)"
         lines.append(
-            f"  {row['label']:<54} {_fmt(row['msgs_per_s'], ',.1f'):>7} "
-            f"{_fmt(row['ratio'], '.2f'):>6} {_fmt(row['peak_open'], 'd'):>9} "
-            f"{_fmt(row['open_on_average'], '.1f'):>8} {_fmt(row['cpu_ms_per_msg'], '.2f'):>10}"
-            f"{flag}"
+            f"{row['label']:<46} {fmt(row['msgs_per_s'], ',.0f'):>8} "
+            f"{fmt(row['ratio_to_raw'], '.2f'):>6} {fmt(row['cpu_ms_per_msg'], '.2f'):>10} "
+            f"{fmt(row['peak_rss_mb'], '.0f'):>6} MB {fmt(row['connections'], '.0f'):>10}{flag}"
         )
-    lines.append(
-        f"  physical limit: sites / ({REPLIES_PER_MESSAGE} replies per message x "
-        f"{sites['delay'] * 1000:.0f} ms) = {summary['limit']:,.0f} msgs/s; "
-        + ", ".join(
-            f"{key} {_fmt(row.get('of_limit'), '.0%')}"
-            for key, row in zip(LETTERS.values(), summary["rows"].values(), strict=True)
-        )
-        + " of it"
-    )
-    for key in LETTERS:
-        row = summary["rows"][key]
-        if not row.get("error"):
-            lines.append(
-                f"  {LETTERS[key]}: a conversation took "
-                f"{_fmt(row['ms_per_message_in_conversation'], '.0f')} ms per message, greeting, "
-                f"EHLO and QUIT included ({REPLIES_PER_MESSAGE} x {sites['delay'] * 1000:.0f} "
-                f"ms = {REPLIES_PER_MESSAGE * sites['delay'] * 1000:.0f} ms of replies); the sink "
-                f"answered {_fmt(row['sink_reply_lag_ms'], '.1f')} ms late per reply on average"
-            )
-        if key != "raw" and not row.get("error"):
-            lines.append(
-                f"  {LETTERS[key]}: enqueue "
-                f"{_fmt(row['enqueue_wall'], '.2f')} s, first acceptance after "
-                f"{_fmt(row['first_arrival_after'], '.2f')} s, all after {row['wall']:.2f} s; "
-                f"{row['connections']} connections; {row['dispatch_runs']} dispatch runs, "
-                f"{row['dispatch_runs_sending']} of them sent"
-            )
-    lines.append(
-        "  conv = SMTP conversations (connections) open at once as the sink saw them: the peak, and"
-    )
-    lines.append(
-        "  the average over the measurement; CPU = the sender's process (app: plus every cluster"
-    )
-    lines.append("  process), not the sink's nor PostgreSQL's.")
     return lines
 
 
@@ -464,8 +358,8 @@ def noise_text(n):
         parts.append(text)
     parts.append(
         "CPU used by other processes during the measurements: median "
-        f"{_fmt(n['foreign_cpu_median_cores'], '.2f')}, "
-        f"max {_fmt(n['foreign_cpu_max_cores'], '.2f')} of {n['cpus']} cores"
+        f"{fmt(n['foreign_cpu_median_cores'], '.2f')}, "
+        f"max {fmt(n['foreign_cpu_max_cores'], '.2f')} of {n['cpus']} cores"
     )
     parts.append(
         f"load average {fmt_load(n['loadavg_start'])} at start, {fmt_load(n['loadavg_end'])} at end"

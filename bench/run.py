@@ -5,8 +5,8 @@ Knobs (environment, or make variables of the same name):
 - ``QUICK=1``: a short run for development (small N, one round, short target runs).
 - ``N``: messages per sender and round (default 2000; quick 300).
 - ``K``: rounds; every sender runs once per round, interleaved (default 3; quick 1).
-- ``PARTS``: comma list of ``throughput``, ``tls``, ``throttle``, ``latency``, ``parallel``,
-  ``sites`` (default: all).
+- ``PARTS``: comma list of ``throughput``, ``journal`` (targets 1 and 2 on SQLite in its default
+  journal mode), ``tls``, ``throttle``, ``latency``, ``parallel``, ``sites`` (default: all).
 - ``SITES``, ``PER_SITE``, ``DELAY_MS``: the sites part: sites behind one sink, messages per
   site, the sink's delay before every reply (defaults 50, 20, 30; quick 10, 5, 30);
   ``SITES_CONNECTIONS``: ``WAGTAIL_OWN_SMTP_CONNECTIONS`` of its second app run (default: the
@@ -45,6 +45,7 @@ PYTHON = sys.executable
 
 THROUGHPUT = ["raw_smtplib", "django_smtp", "app_inprocess", "app_cluster", "post_office", "mailer"]
 PEER_SCENARIOS = {"post_office": "post_office", "mailer": "mailer"}
+JOURNAL_DB = "bench-delete-journal.sqlite3"  # the journal part's SQLite file
 
 
 def env_int(name, default):
@@ -61,7 +62,7 @@ class Bench:
         self.parts = (
             [p.strip() for p in parts.split(",") if p.strip()]
             if parts
-            else ["throughput", "tls", "throttle", "latency", "parallel", "sites"]
+            else ["throughput", "journal", "tls", "throttle", "latency", "parallel", "sites"]
         )
         self.sites = env_int("SITES", 10 if self.quick else 50)
         self.per_site = env_int("PER_SITE", 5 if self.quick else 20)
@@ -176,7 +177,8 @@ class Bench:
             sink.stop()
         # The SQLite database is scratch (tens of MB a run); KEEP_DB=1 keeps it for a look.
         if os.environ.get("KEEP_DB", "") in ("", "0"):
-            Path(self.run_dir / "bench.sqlite3").unlink(missing_ok=True)
+            for name in ("bench.sqlite3", JOURNAL_DB):
+                Path(self.run_dir / name).unlink(missing_ok=True)
         if self.pg_databases:
             import psycopg
 
@@ -241,16 +243,34 @@ class Bench:
     # -- parts ---------------------------------------------------------------------------------
     def throughput(self):
         scenarios = [s for s in THROUGHPUT if s not in PEER_SCENARIOS or s in self.peers]
+        self._rounds("rounds", scenarios, self.db_env)
+
+    def journal(self):
+        """Targets 1 and 2 again on SQLite in Django's default rollback journal, where every
+        commit waits for the disk: the senders that touch the database, and the two references
+        for the ratios (django-mailer left out for time)."""
+        path = self.run_dir / JOURNAL_DB
+        db_env = {"BENCH_DB": "sqlite", "BENCH_SQLITE_PATH": str(path)}
+        db_env["BENCH_SQLITE_JOURNAL"] = "delete"
+        self._migrate(db_env)
+        scenarios = [
+            s for s in THROUGHPUT if s != "mailer" and (s != "post_office" or s in self.peers)
+        ]
+        self.results["journal_rounds"] = []
+        self._rounds("journal_rounds", scenarios, db_env, label="delete journal, ")
+
+    def _rounds(self, key, scenarios, db_env, label=""):
+        """K rounds of ``scenarios``, interleaved: round r starts with the r-th sender."""
         for round_index in range(self.k):
             shift = round_index % len(scenarios)
             order = scenarios[shift:] + scenarios[:shift]
-            self.log(f"round {round_index + 1}/{self.k}: {', '.join(order)} (N={self.n})")
+            self.log(f"round {round_index + 1}/{self.k}: {label}{', '.join(order)} (N={self.n})")
             round_results = {}
             for scenario in order:
-                result = self.measure(scenario)
+                result = self.measure(scenario, db_env=db_env)
                 round_results[scenario] = result
                 self.log("  " + report.one_line(result, self.n))
-            self.results["rounds"].append(round_results)
+            self.results[key].append(round_results)
             self._save()
 
     def tls(self):
@@ -355,12 +375,12 @@ class Bench:
         started = time.monotonic()
         try:
             self.setup()
-            if set(self.parts) & {"throughput", "tls", "throttle", "latency"}:
+            if set(self.parts) & {"throughput", "journal", "tls", "throttle", "latency"}:
                 self.setup_databases()
             for part in self.parts:
                 if part == "throughput":
                     self.throughput()
-                elif part in ("tls", "throttle", "latency", "parallel"):
+                elif part in ("journal", "tls", "throttle", "latency", "parallel"):
                     getattr(self, part)()
                 elif part == "sites":
                     self.sites_part()
