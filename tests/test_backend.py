@@ -199,6 +199,22 @@ def test_queued_mail_starts_a_dispatch_task_on_commit(
     assert queued.task["args"] == () and queued.task["kwargs"] == {}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_queueing_mail_keeps_the_callers_database_connection(site, starttls_server):
+    """django-q2's ORM broker closes the caller's database connection when it is handed a task
+    outside a transaction (``CONN_MAX_AGE`` 0, Django's default): a page that sends mail would
+    pay a new connection to the database for every ``send_mail`` and every chunk of a batch."""
+    from django.db import connection
+
+    own_server(site, starttls_server)
+    connection.ensure_connection()
+    before = connection.connection
+    with using_site(site):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+    assert connection.connection is before
+    assert statuses() == {"queued": 1}
+
+
 def test_oversized_message_is_refused_with_a_clear_error(site, starttls_server, settings):
     own_server(site, starttls_server)
     settings.WAGTAIL_OWN_SMTP_MAX_MESSAGE_SIZE = 2000

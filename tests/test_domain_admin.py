@@ -183,6 +183,21 @@ def test_the_daily_schedule_starts_tomorrow_and_queues_only_sites_with_their_own
     assert queued_checks() == [(site.pk, False)]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_queueing_the_checks_keeps_the_callers_database_connection(site):
+    """The broker is handed each site's check without closing the database connection (one
+    reconnect per site otherwise)."""
+    from django.db import connection
+
+    verified_server(site)
+    verified_server(make_site("second.example", default=False))
+    connection.ensure_connection()
+    before = connection.connection
+    assert check_all_task() == 2
+    assert connection.connection is before
+    assert len(queued_checks()) == 2
+
+
 def test_the_command_checks_every_site_and_prints_the_records(dns_server, site):
     dns_server.replace(good_zones(dkim=None))
     verified_server(site)

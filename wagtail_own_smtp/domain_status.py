@@ -17,6 +17,7 @@ from . import conf
 from .choices import DeliveryMode
 from .dns_client import DnsClient
 from .domain_check import run_checks
+from .mailqueue import queue_task
 from .models import DomainCheck, SmtpSettings
 from .sender_domain import sender_of
 from .signals import server_verified
@@ -86,9 +87,7 @@ def check_all_task():
 
 
 def check_soon(site_pk, fresh=False):
-    from django_q.tasks import async_task
-
-    return async_task(CHECK_TASK, site_pk, fresh, task_name="wagtail_own_smtp domain check")
+    return queue_task(CHECK_TASK, site_pk, fresh, task_name="wagtail_own_smtp domain check")
 
 
 def check_after_commit(site_pk, fresh=False):

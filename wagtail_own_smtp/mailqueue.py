@@ -12,7 +12,7 @@ on a connection to go twice (at-least-once).
 
 import random
 import time
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from datetime import timedelta
 
 from django.db import connection, transaction
@@ -43,11 +43,23 @@ def messages():
 # -- starting a run ------------------------------------------------------------------------------
 
 
-def dispatch_soon():
-    """Queue a dispatch run now (after mail was queued, or a server was verified)."""
+def queue_task(path, *args, task_name):
+    """Hand the task ``path(*args)`` to django-q2; its id.
+
+    django-q2's ORM broker closes the caller's database connections when handed a task outside
+    a transaction (close_old_connections): inside one of its own it leaves them open, so a page
+    that sends mail does not pay a new database connection for it.
+    """
+    from django_q.conf import Conf
     from django_q.tasks import async_task
 
-    return async_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
+    with transaction.atomic(using=Conf.ORM) if Conf.ORM else nullcontext():
+        return async_task(path, *args, task_name=task_name)
+
+
+def dispatch_soon():
+    """Queue a dispatch run now (after mail was queued, or a server was verified)."""
+    return queue_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
 
 
 def dispatch_after_commit():
