@@ -173,7 +173,8 @@ def summarise(results):
         one, many = runs.get("1"), runs.get("4")
         if one and many:
             targets["parallel"] = target(
-                "6. 8 sites, 20 ms per command: 4 workers >= 3x 1 worker",
+                "6. 8 sites, 20 ms per command, one conversation per dispatcher: "
+                "4 workers >= 3x 1 worker",
                 many["msgs_per_s"] / one["msgs_per_s"],
                 3.0,
             )
@@ -303,7 +304,8 @@ def render(results, summary):
         lines += [
             "",
             f"Parallel sites ({parallel['sites']} sites x {parallel['per_site']} messages, "
-            f"{parallel['delay'] * 1000:.0f} ms per SMTP command, PostgreSQL):",
+            f"{parallel['delay'] * 1000:.0f} ms per SMTP command, PostgreSQL, one conversation "
+            "per dispatcher):",
         ]
         for run in parallel["runs"].values():
             sent = [r["sent"] for r in run["per_worker"]]

@@ -555,11 +555,16 @@ def _dispatcher_process(ready, go, results):
 
 
 def parallel(config):
-    """Target 6: sites drained by 1 and by W dispatcher processes (PostgreSQL, delayed sink)."""
+    """Target 6: sites drained by 1 and by W dispatcher processes (PostgreSQL, delayed sink),
+    each keeping ONE conversation (``connections``, default 1): whether the sites spread over
+    the processes. With the default ``CONNECTIONS`` one process already keeps every site going
+    (target 7 measures that)."""
     import multiprocessing
 
     from wagtail_own_smtp.backends import EmailBackend
 
+    # read by bench/settings.py in the spawned dispatcher processes
+    os.environ["BENCH_OWN_SMTP_CONNECTIONS"] = str(config.get("connections", 1))
     sink = sink_client(config)
     sites = config.get("sites", 8)
     per_site = config.get("per_site", 25)
