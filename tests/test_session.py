@@ -2,6 +2,8 @@
 the stored password cannot be opened."""
 
 import threading
+import time
+from decimal import Decimal
 
 import pytest
 
@@ -62,3 +64,72 @@ def test_every_message_the_server_accepts_finds_the_ones_before_it_marked_sent(s
     report = dispatch(until_empty=True)
     assert report.sent == 30 and statuses() == {"sent": 30}
     assert seen == {site.pk: list(range(15)) for site in sites}
+
+
+def _went_on_events(monkeypatch):
+    """Counts the deliveries an agent went on from without waiting for the dispatcher."""
+    from wagtail_own_smtp import agents
+
+    events, post = [], agents.Inbox.post
+
+    def counting_post(self, event):
+        if event[0] == "went_on":
+            events.append(event)
+        post(self, event)
+
+    monkeypatch.setattr(agents.Inbox, "post", counting_post)
+    return events
+
+
+@pytest.mark.django_db
+def test_an_agent_goes_on_with_the_next_message_only_where_the_limits_allow_it(
+    starttls_server, monkeypatch
+):
+    """Without limits, an agent goes from one message of its site to the next on its own (the
+    dispatcher books the first meanwhile); with a minimum interval every message waits for the
+    dispatcher's word, and the gaps hold."""
+    went_on = _went_on_events(monkeypatch)
+    site = make_site()
+    smtp_settings = own_server(site, starttls_server)
+    queue_mail(12)
+    assert dispatch(until_empty=True).sent == 12
+    assert len(went_on) >= 6 and statuses() == {"sent": 12}
+
+    went_on.clear()
+    smtp_settings.min_interval = Decimal("0.1")
+    smtp_settings.save()
+    starttls_server.received.clear()
+    queue_mail(4, prefix="spaced")
+    started = time.monotonic()
+    assert dispatch(until_empty=True).sent == 4
+    assert went_on == [] and time.monotonic() - started >= 0.3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_an_agent_went_on_with_waits_for_the_previous_outcome(
+    starttls_server, monkeypatch
+):
+    """When the outcome of a message cannot be written, the message the agent went on with never
+    reaches the server complete: at most the one in flight is accepted and not marked sent."""
+    from django.db import DatabaseError
+
+    from wagtail_own_smtp import session
+
+    went_on = _went_on_events(monkeypatch)
+    site = make_site()
+    own_server(site, starttls_server)
+    queue_mail(8)
+    writes, record_sent = [], session.record_sent
+
+    def failing_third(*args, **kwargs):
+        writes.append(args[0])
+        if len(writes) == 3:
+            raise DatabaseError("the database went away")
+        return record_sent(*args, **kwargs)
+
+    monkeypatch.setattr(session, "record_sent", failing_third)
+    report = dispatch(budget_seconds=10)
+    assert went_on  # the agent went on on its own before the failure
+    assert report.sent == 2 and len(starttls_server.received) == 3
+    # the third: accepted, not marked (it goes again when its claim runs out); the rest go back
+    assert statuses() == {"sent": 2, "sending": 1, "queued": 5}

@@ -15,9 +15,11 @@ sees its own rows.
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from django.utils import translation
 
+from . import conf
 from .exceptions import OutcomeNotWritten
 
 
@@ -110,6 +112,40 @@ class Gate:
     def wait(self, timeout):
         if not self._opened.wait(timeout) or not self.written:
             raise OutcomeNotWritten
+
+
+@dataclass
+class Delivery:
+    """One message handed to an agent thread: its recipients (the suppressed ones left out),
+    the gate its data wait at (``agents.Gate``; None when nothing is left to write), and the
+    delivery the agent may go on with once this one is sent (``offer``, ``take_follow``)."""
+
+    message: object
+    recipients: list
+    gate: object = None
+    follow: object = None
+    _taken: bool = False
+    _lock: object = field(default_factory=threading.Lock, repr=False)
+
+    def wait_for_previous(self):
+        if self.gate is not None:
+            self.gate.wait(conf.get("TIMEOUT"))
+
+    def offer(self, following):
+        """From the dispatcher's thread: let the agent go on with ``following``; False when the
+        agent is already done with this delivery."""
+        with self._lock:
+            if self._taken:
+                return False
+            self.follow = following
+            return True
+
+    def take_follow(self):
+        """From the agent thread, once this delivery is done: what it may go on with (None:
+        nothing); later offers are refused."""
+        with self._lock:
+            self._taken = True
+            return self.follow
 
 
 class Agents:

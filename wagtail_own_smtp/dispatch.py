@@ -17,12 +17,12 @@ import logging
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from django.db import DatabaseError
 
 from . import conf, transport
 from .agents import Agents, Gate, Inbox, answer
+from .dispatch_report import DispatchReport
 from .due_sites import due_sites, turn_order
 from .durability import outcomes_without_flush
 from .exceptions import LeaseLost
@@ -33,38 +33,6 @@ logger = logging.getLogger(__name__)
 
 REFRESH = 5  # seconds between looks for newly due sites while sending
 REFRESH_WITH_ROOM = 0.5  # the same while the run could take more sites
-
-
-@dataclass
-class DispatchReport:
-    """What one run did, and what the mail it left behind waits for."""
-
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    paused_sites: list = field(default_factory=list)
-    backed_off_sites: list = field(default_factory=list)  # throttled by their server
-    # The earliest moment due mail that this run left could go, and why it waits:
-    # "interval", "cap", "lease" (another dispatcher holds the site) or "budget".
-    next_slot: object = None
-    waiting_for: str | None = None
-
-    def count(self, outcome, site_id):
-        """Count a session's outcome ("sent", "deferred", "failed", "paused", "backed_off")."""
-        if outcome == "paused":
-            self.paused_sites.append(site_id)
-        elif outcome == "backed_off":
-            self.backed_off_sites.append(site_id)
-        else:
-            setattr(self, outcome, getattr(self, outcome) + 1)
-
-    def as_dict(self):
-        return {
-            "sent": self.sent,
-            "deferred": self.deferred,
-            "failed": self.failed,
-            "paused_sites": list(self.paused_sites),
-        }
 
 
 # -- a run -----------------------------------------------------------------------------------------
@@ -97,12 +65,14 @@ class Dispatcher:
         self.parked = {}  # site_id -> (slot, reason) a closed session left for this call
         self.done = set()  # sites not to serve again in this call (paused, leased, unreachable)
         self.fresh, self.leased_until, self.refreshed = [], None, None
+        self.ending = False  # no more follow-ons are offered (see _offer)
 
     def run(self):
         try:
             while self.step():
                 pass
         finally:
+            self.ending = True
             try:
                 self._drain()
                 for session in list(self.sessions.values()):
@@ -255,7 +225,44 @@ class Dispatcher:
         if self.agents is None:
             self.agents = Agents(self.connections, self.inbox)
         self.busy[session.site_id] = delivery
-        self.agents.start(session, lambda: session.deliver(delivery))
+        self._offer(session, delivery)
+        self.agents.start(session, lambda: self._deliver_on(session, delivery))
+
+    def _deliver_on(self, session, delivery):
+        """On an agent thread: deliver, then go on with each follow-on this thread was offered
+        (``_offer``) while the budget lasts, without waiting for it; every result but the last
+        is posted as "went_on" (``_went_on``), the last returned."""
+        while True:
+            result = session.deliver(delivery)
+            following = delivery.take_follow()
+            if following is None or result[0] != "sent" or self._left() <= 0:
+                return result
+            self.inbox.post(("went_on", session, result))
+            delivery = following
+
+    def _offer(self, session, delivery):
+        """Let the agent go on from ``delivery`` to the session's next message when that may go
+        right after it (``SiteSession.follow_on``), as Postfix's delivery agents take the next
+        message of a destination without a round trip to the queue manager."""
+        if not self.ending and self._left() > 0:
+            following = session.follow_on(self.clock())
+            if following is not None:
+                delivery.offer(following)
+
+    def _went_on(self, session, result):
+        """Book a sent message whose agent went on with its follow-on: that one is under way
+        now; offer it the next, write this outcome, then let its data go."""
+        delivery = self.busy[session.site_id]
+        following = self.busy[session.site_id] = delivery.follow
+        written = False
+        try:
+            with self._guard(session):
+                write = session.apply(delivery, result)
+                self._offer(session, following)
+                write()
+                written = session.write_error is None
+        finally:
+            following.gate.open(written)
 
     def _handle(self, event):
         """Answer an agent's call, or book a delivery that ended (starting the session's next
@@ -267,6 +274,9 @@ class Dispatcher:
             return
         if event[0] == "closed":
             self._closed(event[1])
+            return
+        if event[0] == "went_on":
+            self._went_on(event[1], event[2])
             return
         _kind, session, result = event
         delivery = self.busy.pop(session.site_id)

@@ -137,6 +137,10 @@ class NormalFirst:
     def __init__(self, site_id, owner):
         self.site_id, self.owner, self.looked = site_id, owner, None
 
+    def looked_lately(self):
+        """Whether the last look was less than ``LOOK_EVERY`` ago (the next is not due)."""
+        return self.looked is not None and time.monotonic() - self.looked < self.LOOK_EVERY
+
     @staticmethod
     def bulk(batch):
         """Whether the batch's next message is bulk mail."""
@@ -147,7 +151,7 @@ class NormalFirst:
         whether it did."""
         if not self.bulk(batch):
             return False
-        if self.looked is not None and time.monotonic() - self.looked < self.LOOK_EVERY:
+        if self.looked_lately():
             return False
         self.looked = time.monotonic()
         if not normal_mail_due(self.site_id, now):

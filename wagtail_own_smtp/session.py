@@ -15,7 +15,7 @@ import logging
 import smtplib
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 
 from django.db import DatabaseError
@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import backoff, bounces, conf, limits, servers, signals, smtp_client, transport, verification
-from .agents import TokenOnDispatcherThread, run_here
+from .agents import Delivery, Gate, TokenOnDispatcherThread, run_here
 from .exceptions import LeaseLost, OutcomeNotWritten, SmtpFailure, UndecryptablePassword
 from .mailqueue import (
     NormalFirst,
@@ -52,20 +52,6 @@ logger = logging.getLogger(__name__)
 CLAIM_BATCH = 100  # messages claimed at once (fewer when the interval spaces them out)
 KEEP_OPEN = 10  # seconds: a connection whose next slot is further away is closed
 IDLE_CHECK = 5  # seconds idle after which a kept connection is checked with NOOP first
-
-
-@dataclass
-class Delivery:
-    """One message handed to an agent thread: its recipients (the suppressed ones left out)
-    and the gate its data wait at (``agents.Gate``; None when nothing is left to write)."""
-
-    message: object
-    recipients: list
-    gate: object = None
-
-    def wait_for_previous(self):
-        if self.gate is not None:
-            self.gate.wait(conf.get("TIMEOUT"))
 
 
 class SiteSession:
@@ -186,6 +172,26 @@ class SiteSession:
             return False
         slot, _reason = self.slot(now)
         return slot is not None and slot <= now
+
+    def follow_on(self, now):
+        """The delivery of the message after the one under way (``batch[0]``) when it may go
+        right after it without asking the dispatcher again: no interval, room in every window
+        for both, no lease renewal and no look for normal mail due, a recipient left. Its data
+        wait for the outcome of the one under way (a gate of its own)."""
+        if self.finished or len(self.batch) < 2 or self.limits.min_interval:
+            return None
+        if now >= self.lease_until - timedelta(seconds=self.lease_seconds / 2):
+            return None
+        current, following = self.batch[0], self.batch[1]
+        bulk = NormalFirst.bulk([following])
+        if bulk and not self.normal_first.looked_lately():
+            return None
+        count = current.recipient_count + following.recipient_count
+        slot, _reason = self.schedule.slot_for(count, not_before=now, bulk=bulk)
+        if slot is None or slot > now:
+            return None
+        recipients = [r for r in following.recipients if r.lower() not in self.suppressed]
+        return Delivery(following, recipients, Gate()) if recipients else None
 
     def next_delivery(self, gate=None):
         """The next claimed message for ``deliver``, its lease renewed; None when it cannot go
