@@ -139,8 +139,11 @@ class SiteSession:
                 self.exhausted = self.finished = True
         return bool(self.batch)
 
+    def _renewal_due(self, now):  # at least every half lease
+        return now >= self.lease_until - timedelta(seconds=self.lease_seconds / 2)
+
     def _renew(self, now, force=False):
-        if not force and now < self.lease_until - timedelta(seconds=self.lease_seconds / 2):
+        if not force and not self._renewal_due(now):
             return
         until = now + timedelta(seconds=self.lease_seconds)
         if not renew_lease(self.site_id, self.owner, until, self.last_sent_at):
@@ -174,24 +177,25 @@ class SiteSession:
         return slot is not None and slot <= now
 
     def follow_on(self, now):
-        """The delivery of the message after the one under way (``batch[0]``) when it may go
-        right after it without asking the dispatcher again: no interval, room in every window
-        for both, no lease renewal and no look for normal mail due, a recipient left. Its data
-        wait for the outcome of the one under way (a gate of its own)."""
+        """The delivery of the message after the one under way (``batch[0]``) if it may go right
+        after it without asking the dispatcher (no interval, room in every window for both, no
+        renewal or look for normal mail due); its data wait for that one's outcome (its gate)."""
         if self.finished or len(self.batch) < 2 or self.limits.min_interval:
             return None
-        if now >= self.lease_until - timedelta(seconds=self.lease_seconds / 2):
+        if self._renewal_due(now):
             return None
         current, following = self.batch[0], self.batch[1]
-        bulk = NormalFirst.bulk([following])
-        if bulk and not self.normal_first.looked_lately():
+        if (bulk := NormalFirst.bulk([following])) and not self.normal_first.looked_lately():
             return None
         count = current.recipient_count + following.recipient_count
         slot, _reason = self.schedule.slot_for(count, not_before=now, bulk=bulk)
         if slot is None or slot > now:
             return None
-        recipients = [r for r in following.recipients if r.lower() not in self.suppressed]
+        recipients = self._recipients(following)
         return Delivery(following, recipients, Gate()) if recipients else None
+
+    def _recipients(self, message):  # the ones the site still mails
+        return [r for r in message.recipients if r.lower() not in self.suppressed]
 
     def next_delivery(self, gate=None):
         """The next claimed message for ``deliver``, its lease renewed; None when it cannot go
@@ -200,7 +204,7 @@ class SiteSession:
         if self.normal_first.make_way(self.batch, self.clock()):
             return None
         message = self.batch[0]
-        recipients = [r for r in message.recipients if r.lower() not in self.suppressed]
+        recipients = self._recipients(message)
         if not recipients:
             self.batch.popleft()
             self._fail(message, _("Not sent: every recipient bounced before and is suppressed."))
