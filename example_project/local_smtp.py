@@ -134,6 +134,7 @@ class Behaviour:
     rcpt_reply: str | None = None
     delay: float = 0.0  # seconds added before answering DATA
     quit_delay: float = 0.0  # seconds added before answering QUIT (a slow, distant server)
+    pipelining: bool = False  # offer PIPELINING (RFC 2920), as Postfix and the big providers do
     # Probability of answering "421" to each MAIL, RCPT and DATA (the fault tests' flaky server);
     # drawn from ``rng``, seeded, so a run can be repeated.
     random_421: float = 0.0
@@ -155,6 +156,8 @@ class _Handler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.server.sessions.add(id(server))
+        if self.server.behaviour.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_QUIT(self, server, session, envelope):
@@ -168,6 +171,8 @@ class _Handler:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.server.mail_commands += 1
+        # The commands the client sent before this one's reply: RCPT TO and DATA when it pipelines.
+        self.server.sent_with_mail.append(bytes(server._reader._buffer).count(b"\n"))
         reply = self.server.behaviour.mail_reply or self.server.behaviour.flaky_reply()
         if reply:
             return reply
@@ -294,6 +299,7 @@ class LocalSmtpServer:
         self.received: list[Received] = []
         self.auth_attempts = 0
         self.mail_commands = 0  # MAIL FROM commands received, answered or refused
+        self.sent_with_mail: list[int] = []  # per MAIL FROM, the commands that came with it
         # Connections that said EHLO, and those that ended with QUIT (ids of their protocol).
         self.sessions: set = set()
         self.quit_sessions: set = set()

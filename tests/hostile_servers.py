@@ -30,6 +30,7 @@ class HostileServer:
         self.greeting = greeting
         self.sent_bytes = 0
         self.commands = []
+        self.data_lines = []  # per message: the lines of its data (without the final dot)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -97,6 +98,8 @@ class HostileServer:
                 if line.rstrip(b"\r\n") == b".":
                     in_data = False
                     self._send(conn, self.replies["."])
+                else:
+                    self.data_lines[-1].append(line)
                 continue
             verb = (
                 line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper().decode("ascii", "replace")
@@ -106,5 +109,6 @@ class HostileServer:
             self._send(conn, reply)
             if verb == "DATA" and reply.startswith(b"354"):
                 in_data = True
+                self.data_lines.append([])
             if verb == "QUIT":
                 return

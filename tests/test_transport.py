@@ -7,6 +7,7 @@ import pytest
 
 from example_project.local_smtp import LocalSmtpServer
 from tests.conftest import SMTP_PASSWORD, SMTP_USER
+from tests.hostile_servers import HostileServer
 from wagtail_own_smtp import hints, replies, transport
 from wagtail_own_smtp.exceptions import SmtpFailure
 from wagtail_own_smtp.replies import MESSAGE, SERVER, TRANSIENT
@@ -58,6 +59,13 @@ def plain_auth_server():
     server = LocalSmtpServer(security="none", credentials=(SMTP_USER, SMTP_PASSWORD)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def mail_server(request, starttls_server):
+    """The STARTTLS server, taking commands one by one or offering PIPELINING (RFC 2920)."""
+    starttls_server.behaviour.pipelining = request.param
+    return starttls_server
 
 
 @pytest.fixture
@@ -133,18 +141,81 @@ def test_plain_without_login_delivers(plain_server):
     assert received.data.endswith(b"Please take part.\r\n")
 
 
-def test_partly_refused_recipients_are_returned(starttls_server):
-    starttls_server.behaviour.refuse_recipients = {"gone@example.org": "550 5.1.1 No such user"}
+def test_partly_refused_recipients_are_returned(mail_server):
+    mail_server.behaviour.refuse_recipients = {"gone@example.org": "550 5.1.1 No such user"}
 
-    refused = deliver(params(starttls_server, "starttls"), recipients=[READER, "gone@example.org"])
+    refused = deliver(params(mail_server, "starttls"), recipients=[READER, "gone@example.org"])
 
     assert refused == {"gone@example.org": (550, b"5.1.1 No such user")}
-    assert starttls_server.wait_for(1)[0].rcpt_tos == [READER]
+    assert mail_server.wait_for(1)[0].rcpt_tos == [READER]
 
 
-def test_work_given_to_a_send_runs_once_before_the_message_is_complete(starttls_server):
-    """The dispatcher writes the previous outcome while the server reads the next MAIL FROM."""
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_server_offering_pipelining_gets_the_envelope_in_one_round_trip(
+    starttls_server, pipelining
+):
+    """MAIL FROM, every RCPT TO and DATA go together (two round trips a message, not 2 + the
+    recipients: over a server 30 ms away, 60 ms instead of 120 for one recipient)."""
+    starttls_server.behaviour.pipelining = pipelining
+    recipients = [READER, "second@example.org"]
+
+    assert deliver(params(starttls_server, "starttls"), recipients=recipients) == {}
+
+    assert starttls_server.wait_for(1)[0].rcpt_tos == recipients
+    assert starttls_server.sent_with_mail == ([3] if pipelining else [0])
+
+
+def test_a_pipelined_refusal_leaves_the_connection_ready_for_the_next_message(starttls_server):
+    starttls_server.behaviour.pipelining = True
+    starttls_server.behaviour.refuse_recipients = {"gone@example.org": "550 5.1.1 No such user"}
     server_params = params(starttls_server, "starttls")
+    connection = transport.open_connection(server_params)
+    try:
+        refused_all = failure(
+            transport.send, connection, server_params, SMTP_USER, ["gone@example.org"], RAW
+        )
+        starttls_server.behaviour.mail_reply = "553 5.7.1 Sender not allowed"
+        refused_sender = failure(transport.send, connection, server_params, SMTP_USER, [READER], RAW)
+        starttls_server.behaviour.mail_reply = None
+        refused = transport.send(
+            connection, server_params, SMTP_USER, [READER, "gone@example.org"], RAW
+        )
+    finally:
+        transport.close_quietly(connection)
+
+    assert (refused_all.kind, refused_all.code) == (MESSAGE, 550)
+    assert (refused_sender.kind, refused_sender.code) == (SERVER, 553)
+    assert refused == {"gone@example.org": (550, b"5.1.1 No such user")}
+    assert [r.rcpt_tos for r in starttls_server.wait_for(1)] == [[READER]]
+    assert len(starttls_server.sent_with_mail) == 3
+
+
+def test_a_server_that_takes_data_without_recipients_gets_an_empty_end_not_the_message():
+    """RFC 2920: a pipelining server may answer DATA with 354 though it refused every recipient;
+    the client then ends the (empty) data at once and the conversation goes on."""
+    server = HostileServer(
+        replies={
+            "EHLO": b"250-hostile\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            "RCPT": b"550 5.1.1 No such user\r\n",
+        }
+    ).start()
+    server_params = ServerParams(
+        host="127.0.0.1", port=server.port, security="none", from_email=SMTP_USER
+    )
+    try:
+        error = failure(deliver, server_params)
+        time.sleep(0.2)
+    finally:
+        server.stop()
+
+    assert (error.kind, error.code) == (MESSAGE, 550)
+    assert server.commands == ["EHLO", "MAIL", "RCPT", "DATA", "RSET", "QUIT"]
+    assert server.data_lines == [[]]
+
+
+def test_work_given_to_a_send_runs_once_before_the_message_is_complete(mail_server):
+    """The dispatcher writes the previous outcome while the server reads the next MAIL FROM."""
+    server_params = params(mail_server, "starttls")
     connection = transport.open_connection(server_params)
     seen = []
     try:
@@ -154,20 +225,20 @@ def test_work_given_to_a_send_runs_once_before_the_message_is_complete(starttls_
             SMTP_USER,
             [READER],
             RAW,
-            meanwhile=lambda: seen.append(len(starttls_server.received)),
+            meanwhile=lambda: seen.append(len(mail_server.received)),
         )
         transport.send(connection, server_params, SMTP_USER, [READER], RAW)
     finally:
         transport.close_quietly(connection)
     assert seen == [0]  # once, and the message had not arrived yet
-    assert len(starttls_server.wait_for(2)) == 2
+    assert len(mail_server.wait_for(2)) == 2
 
 
-def test_that_work_waits_for_the_server_to_take_the_recipients(starttls_server):
+def test_that_work_waits_for_the_server_to_take_the_recipients(mail_server):
     """It overlaps MAIL, RCPT and DATA; a message whose every recipient is refused never gets
     to its data, and the work is not done for it."""
-    starttls_server.behaviour.refuse_recipients = {"gone@example.org": "550 5.1.1 No such user"}
-    server_params = params(starttls_server, "starttls")
+    mail_server.behaviour.refuse_recipients = {"gone@example.org": "550 5.1.1 No such user"}
+    server_params = params(mail_server, "starttls")
     connection = transport.open_connection(server_params)
     seen = []
     try:
@@ -185,14 +256,14 @@ def test_that_work_waits_for_the_server_to_take_the_recipients(starttls_server):
     assert seen == []
 
 
-def test_what_that_work_raises_ends_the_send_and_the_message_never_arrives(starttls_server):
+def test_what_that_work_raises_ends_the_send_and_the_message_never_arrives(mail_server):
     class NotWritten(Exception):
         pass
 
     def fail():
         raise NotWritten
 
-    server_params = params(starttls_server, "starttls")
+    server_params = params(mail_server, "starttls")
     connection = transport.open_connection(server_params)
     try:
         with pytest.raises(NotWritten):
@@ -200,7 +271,7 @@ def test_what_that_work_raises_ends_the_send_and_the_message_never_arrives(start
     finally:
         connection.close()  # the message is incomplete: dropped with the connection
     time.sleep(0.2)
-    assert starttls_server.received == []
+    assert mail_server.received == []
 
 
 # -- the server's configuration is wrong: SERVER --------------------------------------------
@@ -301,15 +372,15 @@ def test_starttls_against_an_implicit_tls_port_explains_itself(settings, ssl_ser
     assert ssl_server.auth_attempts == 0
 
 
-def test_sender_refused_at_mail_from_is_a_server_failure(starttls_server):
-    starttls_server.behaviour.mail_reply = "553 5.7.1 Sender not allowed"
+def test_sender_refused_at_mail_from_is_a_server_failure(mail_server):
+    mail_server.behaviour.mail_reply = "553 5.7.1 Sender not allowed"
 
-    error = failure(deliver, params(starttls_server, "starttls"))
+    error = failure(deliver, params(mail_server, "starttls"))
 
     assert error.kind == SERVER
     assert error.code == 553
     assert error.text == "553 5.7.1 Sender not allowed"
-    assert starttls_server.received == []
+    assert mail_server.received == []
 
 
 def test_private_address_is_refused_without_connecting(settings, silent_server):
@@ -426,54 +497,54 @@ def test_dns_rebinding_cannot_redirect_the_connection(
 # -- failures of one message: MESSAGE / TRANSIENT ----------------------------------------------
 
 
-def test_recipient_refused_is_a_message_failure(starttls_server):
-    starttls_server.behaviour.refuse_recipients = {READER: "550 5.1.1 No such user"}
+def test_recipient_refused_is_a_message_failure(mail_server):
+    mail_server.behaviour.refuse_recipients = {READER: "550 5.1.1 No such user"}
 
-    error = failure(deliver, params(starttls_server, "starttls"))
+    error = failure(deliver, params(mail_server, "starttls"))
 
     assert error.kind == MESSAGE
     assert error.code == 550
     assert "550 5.1.1 No such user" in error.text
-    assert starttls_server.received == []
+    assert mail_server.received == []
 
 
-def test_recipient_deferred_is_transient(starttls_server):
-    starttls_server.behaviour.refuse_recipients = {READER: "450 4.2.1 Mailbox busy"}
+def test_recipient_deferred_is_transient(mail_server):
+    mail_server.behaviour.refuse_recipients = {READER: "450 4.2.1 Mailbox busy"}
 
-    error = failure(deliver, params(starttls_server, "starttls"))
+    error = failure(deliver, params(mail_server, "starttls"))
 
     assert error.kind == TRANSIENT
     assert "450 4.2.1 Mailbox busy" in error.text
 
 
-def test_data_451_is_transient(starttls_server):
-    starttls_server.behaviour.data_reply = "451 4.3.0 Try again later"
+def test_data_451_is_transient(mail_server):
+    mail_server.behaviour.data_reply = "451 4.3.0 Try again later"
 
-    error = failure(deliver, params(starttls_server, "starttls"))
+    error = failure(deliver, params(mail_server, "starttls"))
 
     assert error.kind == TRANSIENT
     assert error.code == 451
     assert error.text == "451 4.3.0 Try again later"
-    assert starttls_server.received == []
+    assert mail_server.received == []
 
 
-def test_data_554_is_a_message_failure(starttls_server):
-    starttls_server.behaviour.data_reply = "554 5.7.1 Message rejected as spam"
+def test_data_554_is_a_message_failure(mail_server):
+    mail_server.behaviour.data_reply = "554 5.7.1 Message rejected as spam"
 
-    error = failure(deliver, params(starttls_server, "starttls"))
+    error = failure(deliver, params(mail_server, "starttls"))
 
     assert error.kind == MESSAGE
     assert error.text == "554 5.7.1 Message rejected as spam"
 
 
-def test_non_ascii_address_goes_out_with_smtputf8(starttls_server):
-    deliver(params(starttls_server, "starttls"), recipients=["jürgen@example.org"])
+def test_non_ascii_address_goes_out_with_smtputf8(mail_server):
+    deliver(params(mail_server, "starttls"), recipients=["jürgen@example.org"])
 
-    assert starttls_server.wait_for(1)[0].rcpt_tos == ["jürgen@example.org"]
+    assert mail_server.wait_for(1)[0].rcpt_tos == ["jürgen@example.org"]
 
 
-def test_non_ascii_address_without_smtputf8_fails_the_message_only(starttls_server):
-    server_params = params(starttls_server, "starttls")
+def test_non_ascii_address_without_smtputf8_fails_the_message_only(mail_server):
+    server_params = params(mail_server, "starttls")
     connection = transport.open_connection(server_params)
     try:
         # As if the server had not offered SMTPUTF8.
@@ -488,7 +559,7 @@ def test_non_ascii_address_without_smtputf8_fails_the_message_only(starttls_serv
 
     assert error.kind == MESSAGE
     assert "SMTPUTF8" in error.text
-    assert [r.rcpt_tos for r in starttls_server.wait_for(1)] == [[READER]]
+    assert [r.rcpt_tos for r in mail_server.wait_for(1)] == [[READER]]
 
 
 # -- no answer: TRANSIENT within the timeout ---------------------------------------------------

@@ -149,6 +149,58 @@ class PinnedSMTP(smtplib.SMTP):
         self._last_command = cmd.lower()
         super().putcmd(cmd, args)
 
+    def sendmail_pipelined(self, from_addr, to_addrs, msg, mail_options=()):
+        """smtplib's ``sendmail`` with PIPELINING (RFC 2920), for a server that offers it:
+        ``MAIL FROM``, every ``RCPT TO`` and ``DATA`` go out together and their replies are read
+        after, so a message costs two round trips instead of two plus one per recipient. Same
+        result, same exceptions, and ``before_reply_to("data", ...)`` runs where it would."""
+        options = [f"SIZE={len(msg)}", *mail_options] if self.has_extn("size") else mail_options
+        if any(option.lower() == "smtputf8" for option in options):
+            self.command_encoding = "utf-8"  # the caller checked that the server offers it
+        group = [_command("MAIL", f"FROM:{smtplib.quoteaddr(from_addr)}", options)]
+        group += [_command("RCPT", f"TO:{smtplib.quoteaddr(address)}") for address in to_addrs]
+        self.send("".join([*group, "DATA\r\n"]))
+        self._last_command = "mail"
+        mail_reply = self._group_reply(smtplib.SMTPSenderRefused, from_addr)
+        refused = {}
+        self._last_command = "rcpt"
+        for address in to_addrs:
+            code, reply = self.getreply()
+            if code not in (250, 251):
+                refused[address] = (code, reply)
+            if code == 421:
+                self.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        accepted = mail_reply[0] == 250 and len(refused) < len(to_addrs)
+        self._last_command = "data" if accepted else "refused"  # no work for a refused message
+        data_reply = self._group_reply(smtplib.SMTPDataError)
+        if not accepted:
+            if data_reply[0] == 354:
+                self.send(".\r\n")  # it took DATA without a recipient: end the empty message
+                self._group_reply(smtplib.SMTPDataError)
+            self._rset()
+            if mail_reply[0] != 250:
+                raise smtplib.SMTPSenderRefused(*mail_reply, from_addr)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if data_reply[0] != 354:
+            self._rset()
+            raise smtplib.SMTPDataError(*data_reply)
+        self.send(_dot_stuffed(msg))
+        code, reply = self._group_reply(smtplib.SMTPDataError)
+        if code != 250:
+            self._rset()
+            raise smtplib.SMTPDataError(code, reply)
+        return refused
+
+    def _group_reply(self, error, *details):
+        """The next reply of a pipelined group; a 421 closes the connection and raises
+        ``error`` as smtplib's ``sendmail`` would for that step."""
+        code, reply = self.getreply()
+        if code == 421:
+            self.close()
+            raise error(code, reply, *details)
+        return code, reply
+
     def getreply(self):
         """smtplib's reply reader, under the command's deadline and the reply caps, cleaned."""
         if self._before_reply is not None and self._before_reply[0] == self._last_command:
@@ -203,6 +255,22 @@ class PinnedSMTP(smtplib.SMTP):
                 line, self._buffer = self._buffer, b""
                 return line
             self._buffer += chunk
+
+
+def _command(verb, argument, options=()):
+    """One command line; smtplib's ``putcmd`` check: no line break in what the server reads."""
+    line = " ".join([f"{verb} {argument}", *options])
+    if "\r" in line or "\n" in line:
+        raise ValueError("command and arguments contain prohibited newline characters")
+    return line + "\r\n"
+
+
+def _dot_stuffed(msg):
+    """The message's data as ``DATA`` sends them: leading dots doubled, CRLF, the final dot."""
+    data = re.sub(rb"(?m)^\.", b"..", msg)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
 
 
 def _reply_too_long():

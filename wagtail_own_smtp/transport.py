@@ -286,9 +286,13 @@ def send(
     connection.stage = "send"
     options = _envelope_options(connection, [envelope_from, *recipients])
     connection.before_reply_to("data", meanwhile)
+    # Over a server that offers it, the envelope goes in one round trip (RFC 2920).
+    sendmail = (
+        connection.sendmail_pipelined if connection.has_extn("pipelining") else connection.sendmail
+    )
     try:
         with _classified(params, connection):
-            return connection.sendmail(envelope_from, recipients, raw_message, mail_options=options)
+            return sendmail(envelope_from, recipients, raw_message, mail_options=options)
     finally:
         connection.before_reply_to("data", None)  # not called: the caller still has it to do
 
