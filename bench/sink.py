@@ -11,9 +11,13 @@ later than the delay its replies went (``reply_lag``, summed over ``delayed_repl
 
 Variants: plain SMTP; STARTTLS with AUTH required (certificate from a throw-away CA); and a delay
 before every reply, standing for the round trip to a remote server (``delay=0.02`` makes each
-SMTP command cost 20 ms, as a server 20 ms away would). The delay comes before every reply the
-server gives: the greeting, EHLO (once for its multi-line reply), MAIL, RCPT, DATA's 354, the
-250 after the final dot, RSET, NOOP and QUIT alike.
+SMTP command cost 20 ms, as a server 20 ms away would). Every reply the server gives (the
+greeting, EHLO, MAIL, RCPT, DATA's 354, the 250 after the final dot, RSET, NOOP and QUIT alike)
+reaches the client ``delay`` after the command it answers, as over a network: commands a client
+sends together (PIPELINING) wait one round trip together, not one each.
+
+Like Postfix, Exchange Online and Gmail, the sink offers PIPELINING (RFC 2920); ``pipelining=False``
+(``BENCH_PIPELINING=0`` for ``make bench``) makes it a server that does not.
 
 ``Sink(...).start()`` returns once it listens. Any process can then ask it for its figures through
 a control port on loopback (``SinkClient``, authenticated with a random key).
@@ -25,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
@@ -33,7 +38,7 @@ USER = "bench@sink.example"
 PASSWORD = "sink-password"
 
 
-def _serve(conn, security, delay, cert_dir, authkey):
+def _serve(conn, security, delay, cert_dir, authkey, pipelining):
     """The sink process: start aiosmtpd, then answer requests on its control port."""
     import logging
 
@@ -65,6 +70,12 @@ def _serve(conn, security, delay, cert_dir, authkey):
     reset()
 
     class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            session.host_name = hostname
+            if pipelining:
+                responses.insert(-1, "250-PIPELINING")
+            return responses
+
         async def handle_DATA(self, server, session, envelope):
             data = envelope.original_content or envelope.content
             seq = -1
@@ -81,21 +92,43 @@ def _serve(conn, security, delay, cert_dir, authkey):
             return "250 2.0.0 Accepted"
 
     class DelayedSMTP(SMTP):
-        """Waits ``delay`` before each reply (once per reply, not per line of a multi-line one)."""
+        """Every reply reaches the client ``delay`` after its command arrived, in order."""
 
         async def push(self, status):
+            if not delay:
+                return await super().push(status)
             text = status if isinstance(status, str) else status.decode()
-            if delay and text[3:4] != "-":
-                asleep = time.monotonic()
+            due = time.monotonic() + delay
+            if text.startswith(("220 Ready", "221")):
+                # TLS starts, or the connection closes, right after this reply: it goes first.
                 await asyncio.sleep(delay)
+                self._write_late(due, text)
+                return None
+            if not getattr(self, "_late", None):
+                self._late = deque()
+                asyncio.get_running_loop().call_later(delay, self._write_due)
+            self._late.append((due, text))
+            return None
+
+        def _write_due(self):
+            while self._late and self._late[0][0] <= time.monotonic() + 0.0001:
+                self._write_late(*self._late.popleft())
+            if self._late:
+                wait = max(self._late[0][0] - time.monotonic(), 0)
+                asyncio.get_running_loop().call_later(wait, self._write_due)
+
+        def _write_late(self, due, text):
+            if self.transport is None or self.transport.is_closing():
+                return
+            self.transport.write(text.encode("utf-8") + b"\r\n")
+            if text[3:4] != "-":
                 # how much later than the delay the reply went: the sink's own lag (a busy loop
                 # or machine), which the senders must not be blamed for
-                lag = time.monotonic() - asleep - delay
+                lag = max(time.monotonic() - due, 0.0)
                 with lock:
                     state["delayed_replies"] += 1
                     state["reply_lag"] += lag
                     state["reply_lag_max"] = max(state["reply_lag_max"], lag)
-            await super().push(status)
 
         def opened(self):
             """Called once per accepted connection (by the controller's factory)."""
@@ -242,6 +275,7 @@ class Sink(SinkClient):
         super().__init__(None, os.urandom(16))
         self.security = security
         self.delay = delay
+        self.pipelining = os.environ.get("BENCH_PIPELINING", "1") != "0"
         self.cert_dir = str(cert_dir) if cert_dir else None
         self.name = name or (security if not delay else f"{security}+{round(delay * 1000)}ms")
         self.port = None
@@ -253,7 +287,7 @@ class Sink(SinkClient):
         parent, child = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(child, self.security, self.delay, self.cert_dir, self.authkey),
+            args=(child, self.security, self.delay, self.cert_dir, self.authkey, self.pipelining),
             name=f"bench-sink-{self.name}",
             daemon=True,
         )
@@ -272,6 +306,7 @@ class Sink(SinkClient):
             "name": self.name,
             "security": self.security,
             "delay": self.delay,
+            "pipelining": self.pipelining,
             "port": self.port,
             "control_port": self.control_port,
             "authkey": self.authkey.hex(),

@@ -1,9 +1,12 @@
 """Message bytes: the sender rewrite, building and reading header fields, IDNA domains."""
 
 from email import message_from_bytes, policy
+from email.headerregistry import Address, AddressHeader
 
 import pytest
 from django.core.mail import send_mail
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.delivery_helpers import make_site, own_server, real_backend
 from wagtail_own_smtp import using_site
@@ -83,6 +86,34 @@ def test_a_domain_is_written_as_registries_map_it(domain, written):
 def test_an_address_dns_cannot_carry_is_refused(address):
     with pytest.raises(ValueError):
         envelope_address(address)
+
+
+def _parsed(address):
+    """The addr-spec the email package's header parser reads (what any address goes through)."""
+    mailbox = AddressHeader.value_parser(address).all_mailboxes[0]
+    try:
+        return Address(username=mailbox.local_part, domain=ascii_domain(mailbox.domain)).addr_spec
+    except ValueError:
+        return ValueError
+
+
+def _envelope(address):
+    try:
+        return envelope_address(address)
+    except ValueError:
+        return ValueError
+
+
+@given(
+    st.from_regex(
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,8}(\.[A-Za-z0-9_~-]{1,4}){0,2}", fullmatch=True
+    ),
+    st.from_regex(r"[A-Za-z0-9-]{1,70}(\.[A-Za-z0-9-]{1,8}){0,3}", fullmatch=True),
+)
+def test_a_plain_address_reads_as_the_header_parser_reads_it(local, domain):
+    """Plain ASCII addresses skip the parser (most recipients): the same addr-spec, or the
+    same refusal."""
+    assert _envelope(f"{local}@{domain}") == _parsed(f"{local}@{domain}")
 
 
 def test_the_envelope_address_has_the_idna_domain_and_keeps_the_local_part():

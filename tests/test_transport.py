@@ -175,7 +175,9 @@ def test_a_pipelined_refusal_leaves_the_connection_ready_for_the_next_message(st
             transport.send, connection, server_params, SMTP_USER, ["gone@example.org"], RAW
         )
         starttls_server.behaviour.mail_reply = "553 5.7.1 Sender not allowed"
-        refused_sender = failure(transport.send, connection, server_params, SMTP_USER, [READER], RAW)
+        refused_sender = failure(
+            transport.send, connection, server_params, SMTP_USER, [READER], RAW
+        )
         starttls_server.behaviour.mail_reply = None
         refused = transport.send(
             connection, server_params, SMTP_USER, [READER, "gone@example.org"], RAW
