@@ -264,6 +264,10 @@ def render(results, summary):
         f"({results['started']}, N={settings['n']} messages of ~2.2 KB, K={settings['k']} "
         f"round(s), {settings['db']}, Python {machine['python']}, Django {machine['django']}, "
         f"{machine['cpus']} CPUs)",
+        "The sinks offer PIPELINING (RFC 2920), which the app uses and raw smtplib, Django's"
+        " backend and the peers do not"
+        if settings.get("pipelining", True)
+        else "The sinks do not offer PIPELINING (BENCH_PIPELINING=0)",
     ]
     lines += render_table(summary["table"])
     if summary["journal_table"]:

@@ -93,7 +93,7 @@ def render_sites(sites, summary):
             f"{key} {fmt(row.get('of_limit'), '.0%')}"
             for key, row in zip(LETTERS.values(), summary["rows"].values(), strict=True)
         )
-        + " of it"
+        + " of it (with PIPELINING, which the app uses where the sink offers it, 2 replies)"
     )
     for key in LETTERS:
         row = summary["rows"][key]

@@ -88,6 +88,7 @@ class Bench:
                 if self.db == "postgres"
                 else f"sqlite ({os.environ.get('BENCH_SQLITE_JOURNAL', 'wal')} journal)",
                 "parts": self.parts,
+                "pipelining": os.environ.get("BENCH_PIPELINING", "1") != "0",
             },
             "rounds": [],
             "notes": self.notes,

@@ -58,6 +58,17 @@ def _two_sites(bad_server, good_server):
     return bad, good
 
 
+# The same answers to a client that sends its commands one by one and to one that pipelines.
+pipelining = pytest.mark.parametrize(
+    "offers_pipelining", [False, True], ids=["one-by-one", "pipelining"]
+)
+
+
+def _ehlo(offers_pipelining):
+    extensions = b"250-PIPELINING\r\n" if offers_pipelining else b""
+    return b"250-hostile\r\n" + extensions + b"250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+
+
 def _queue(site, count, prefix):
     with using_site(site):
         for i in range(count):
@@ -66,10 +77,13 @@ def _queue(site, count, prefix):
             ).send()
 
 
+@pipelining
 def test_a_nul_in_a_rcpt_reply_defers_that_message_and_the_healthy_site_gets_all_its_mail(
-    hostile_factory, healthy
+    hostile_factory, healthy, offers_pipelining
 ):
-    bad_server = hostile_factory(replies={"RCPT": b"451 4.3.0 bad\x00thing\r\n"})
+    bad_server = hostile_factory(
+        replies={"RCPT": b"451 4.3.0 bad\x00thing\r\n", "EHLO": _ehlo(offers_pipelining)}
+    )
     bad, good = _two_sites(bad_server, healthy)
     _queue(bad, 2, "bad")
     _queue(good, 3, "good")
@@ -127,11 +141,14 @@ def test_one_sites_failed_database_write_ends_only_that_sites_turn(healthy):
     assert statuses(site=bad) == {"sending": 1, "queued": 2}
 
 
+@pipelining
 @pytest.mark.parametrize("verb", ["MAIL", "AUTH"])
 def test_a_nul_at_mail_from_or_auth_pauses_that_site_and_the_healthy_site_gets_all_its_mail(
-    hostile_factory, healthy, verb
+    hostile_factory, healthy, verb, offers_pipelining
 ):
-    bad_server = hostile_factory(replies={verb: b"553 5.7.1 not\x00yours\x1b[2J\r\n"})
+    bad_server = hostile_factory(
+        replies={verb: b"553 5.7.1 not\x00yours\x1b[2J\r\n", "EHLO": _ehlo(offers_pipelining)}
+    )
     bad, good = _two_sites(bad_server, healthy)
     _queue(bad, 2, "bad")
     _queue(good, 3, "good")
@@ -220,9 +237,12 @@ def test_an_endless_greeting_is_cut_off_within_the_deadline_and_the_memory_cap(
     assert len(failure.value.text) <= smtp_client.STORED_REPLY_CHARS
 
 
-def test_a_16_mb_error_reply_is_never_stored(hostile_factory, healthy):
+@pipelining
+def test_a_16_mb_error_reply_is_never_stored(hostile_factory, healthy, offers_pipelining):
     huge = b"550-5.7.1 " + b"y" * 1000 + b"\r\n"
-    bad_server = hostile_factory(replies={"MAIL": huge * 16 * 1024 + b"550 5.7.1 end\r\n"})
+    bad_server = hostile_factory(
+        replies={"MAIL": huge * 16 * 1024 + b"550 5.7.1 end\r\n", "EHLO": _ehlo(offers_pipelining)}
+    )
     bad, good = _two_sites(bad_server, healthy)
     _queue(bad, 1, "bad")
     _queue(good, 1, "good")
