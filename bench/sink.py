@@ -104,8 +104,7 @@ def _serve(conn, security, delay, cert_dir, authkey, pipelining):
                 await asyncio.sleep(delay)
                 self._write_late(due, text)
                 return None
-            if not getattr(self, "_late", None):
-                self._late = deque()
+            if not self._late:  # else a write of an earlier reply is already scheduled
                 asyncio.get_running_loop().call_later(delay, self._write_due)
             self._late.append((due, text))
             return None
@@ -134,6 +133,7 @@ def _serve(conn, security, delay, cert_dir, authkey, pipelining):
             """Called once per accepted connection (by the controller's factory)."""
             self._opened_at = time.monotonic()
             self._counted = True
+            self._late = deque()  # (due, reply) not yet written, in order
             with lock:
                 state["connections"] += 1
                 state["open"] += 1
