@@ -1,11 +1,14 @@
 """Routing: which site a message belongs to, queue or platform, and what leaves the own server."""
 
+from datetime import timedelta
+
 import django
 import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, send_mail, send_mass_mail
 from django.db import transaction
+from django.utils import timezone
 
 from tests.conftest import SMTP_USER
 from tests.delivery_helpers import make_site, own_server, real_backend, statuses
@@ -197,6 +200,48 @@ def test_queued_mail_starts_a_dispatch_task_on_commit(
     (queued,) = OrmQ.objects.all()
     assert queued.task["func"] == "wagtail_own_smtp.tasks.dispatch_task"
     assert queued.task["args"] == () and queued.task["kwargs"] == {}
+
+
+def test_mail_queued_while_a_dispatch_run_waits_to_start_queues_no_second_run(
+    site, starttls_server, django_capture_on_commit_callbacks
+):
+    """A wave over many sites (one send per site) or a busy form: each commit wants a run, but
+    one queued and not yet started finds all of it; a run that started takes the next request."""
+    from django_q.models import OrmQ
+
+    from wagtail_own_smtp import tasks
+
+    own_server(site, starttls_server)
+    with using_site(site), django_capture_on_commit_callbacks(execute=True):
+        for index in range(5):
+            send_mail("Hi", "Body", ORIGINAL_FROM, [f"a{index}@example.org"])
+    assert OrmQ.objects.count() == 1
+    tasks.dispatch_task()  # the queued run starts (and sends the five)
+    with using_site(site), django_capture_on_commit_callbacks(execute=True):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["later@example.org"])
+    assert OrmQ.objects.count() == 2
+    assert statuses() == {"sent": 5, "queued": 1}
+
+
+def test_a_run_request_whose_run_never_started_does_not_hold_back_mail_for_long(
+    site, starttls_server, django_capture_on_commit_callbacks
+):
+    """The broker lost the queued run (a Redis restart): past a minute, mail queues a new one."""
+    from django_q.models import OrmQ
+
+    from wagtail_own_smtp.models import DispatchRequest
+
+    own_server(site, starttls_server)
+    with using_site(site), django_capture_on_commit_callbacks(execute=True):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["a@example.org"])
+    OrmQ.objects.all().delete()
+    with using_site(site), django_capture_on_commit_callbacks(execute=True):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["b@example.org"])
+    assert not OrmQ.objects.exists()  # the request stands: its run may still come
+    DispatchRequest.objects.update(requested_at=timezone.now() - timedelta(seconds=61))
+    with using_site(site), django_capture_on_commit_callbacks(execute=True):
+        send_mail("Hi", "Body", ORIGINAL_FROM, ["c@example.org"])
+    assert OrmQ.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from wagtail.models import Site
 
 from . import conf
-from .models import Lane, MessageStatus, OutboundMessage, SendRecord
+from .models import DispatchRequest, Lane, MessageStatus, OutboundMessage, SendRecord
 from .querysets import OutboundMessageQuerySet
 
 # Raw bytes the claims of one dispatcher hold in memory at most, shared by its connections:
@@ -58,8 +58,15 @@ def queue_task(path, *args, task_name):
 
 
 def dispatch_soon():
-    """Queue a dispatch run now (after mail was queued, or a server was verified)."""
-    return queue_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
+    """Queue a dispatch run now (after mail was queued, or a server was verified), unless one
+    queued before has not started yet: that one finds this mail too (``DispatchRequest``)."""
+    if not DispatchRequest.take():
+        return None
+    try:
+        return queue_task(DISPATCH_TASK, task_name="wagtail_own_smtp dispatch")
+    except BaseException:
+        DispatchRequest.clear()
+        raise
 
 
 def dispatch_after_commit():

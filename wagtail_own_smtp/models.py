@@ -25,6 +25,7 @@ from .choices import (
     Security,
     VerificationStatus,
 )
+from .dispatch_models import DispatchRequest  # noqa: F401
 from .domain_models import DomainCheck  # noqa: F401
 
 MAX_PER_HOUR = 1_000_000

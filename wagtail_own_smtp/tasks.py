@@ -12,6 +12,7 @@ after its budget, so it ends at the latest one connection plus one message (each
 
 from . import conf, dispatch
 from .mailqueue import DISPATCH_TASK
+from .models import DispatchRequest
 
 SCHEDULE_NAME = "wagtail_own_smtp.dispatch"
 BOUNCES_SCHEDULE_NAME = "wagtail_own_smtp.bounces"
@@ -22,6 +23,7 @@ DOMAINS_TASK = "wagtail_own_smtp.domain_status.check_all_task"
 
 def dispatch_task():
     """Send due mail of all sites within the dispatch budget (scheduled every minute)."""
+    DispatchRequest.clear()  # before looking for due mail: what is queued from now on asks again
     return dispatch.dispatch(budget_seconds=conf.get("DISPATCH_BUDGET")).as_dict()
 
 
