@@ -214,6 +214,7 @@ def noise(results):
     for item in _all_results(results):
         if "foreign_cpu" in item:
             foreign.append(item["foreign_cpu"])
+    repeated = sum(1 for result in _all_results(results) if result.get("tries", 1) > 1)
     machine = results.get("machine", {})
     cv = statistics.stdev(raw) / statistics.mean(raw) if len(raw) > 1 else None
     return {
@@ -221,6 +222,8 @@ def noise(results):
         "raw_smtplib_rounds": raw,
         "foreign_cpu_median_cores": _median(foreign),
         "foreign_cpu_max_cores": max(foreign) if foreign else None,
+        "measured_again": repeated,
+        "noise_max_cores": results.get("settings", {}).get("noise_max_cores"),
         "loadavg_start": machine.get("loadavg_start"),
         "loadavg_end": machine.get("loadavg_end"),
         "cpus": machine.get("cpus"),
@@ -367,6 +370,11 @@ def noise_text(n):
         f"{fmt(n['foreign_cpu_median_cores'], '.2f')}, "
         f"max {fmt(n['foreign_cpu_max_cores'], '.2f')} of {n['cpus']} cores"
     )
+    if n.get("measured_again"):
+        parts.append(
+            f"{n['measured_again']} measurement(s) taken again: others used more than"
+            f" {fmt(n['noise_max_cores'], '.2f')} cores meanwhile (the quietest try counts)"
+        )
     parts.append(
         f"load average {fmt_load(n['loadavg_start'])} at start, {fmt_load(n['loadavg_end'])} at end"
     )

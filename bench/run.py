@@ -49,6 +49,10 @@ PYTHON = sys.executable
 THROUGHPUT = ["raw_smtplib", "app_inprocess", "django_smtp", "app_cluster", "post_office", "mailer"]
 PEER_SCENARIOS = {"post_office": "post_office", "mailer": "mailer"}
 JOURNAL_DB = "bench-delete-journal.sqlite3"  # the journal part's SQLite file
+# A throughput or sites measurement during which other processes (or the host, stealing time)
+# used more cores than this is taken again, up to QUIET_TRIES times in all; the quietest counts.
+NOISE_MAX = 0.15
+QUIET_TRIES = 3
 
 
 def env_int(name, default):
@@ -92,6 +96,7 @@ class Bench:
                 else f"sqlite ({os.environ.get('BENCH_SQLITE_JOURNAL', 'wal')} journal)",
                 "parts": self.parts,
                 "pipelining": os.environ.get("BENCH_PIPELINING", "1") != "0",
+                "noise_max_cores": NOISE_MAX,
             },
             "rounds": [],
             "notes": self.notes,
@@ -244,6 +249,23 @@ class Bench:
         }
         return result
 
+    def _quiet_measure(self, scenario, **config):
+        """``measure``, again while other processes used more than ``NOISE_MAX`` cores (up to
+        ``QUIET_TRIES`` in all); the quietest try counts, ``tries`` tells how many there were."""
+        tries = []
+        for _ in range(QUIET_TRIES):
+            result = self.measure(scenario, **config)
+            tries.append(result)
+            if "error" in result or result["foreign_cpu"] <= NOISE_MAX:
+                break
+            self.log(
+                f"  {scenario}: other processes used {result['foreign_cpu']:.2f} cores "
+                "meanwhile, measuring again"
+            )
+        quietest = min(tries, key=lambda result: result.get("foreign_cpu", 0.0))
+        quietest["tries"] = len(tries)
+        return quietest
+
     # -- parts ---------------------------------------------------------------------------------
     def throughput(self):
         scenarios = [s for s in THROUGHPUT if s not in PEER_SCENARIOS or s in self.peers]
@@ -276,7 +298,7 @@ class Bench:
             self.log(f"round {round_index + 1}/{self.k}: {label}{', '.join(order)} (N={self.n})")
             round_results = {}
             for scenario in order:
-                result = self.measure(scenario, db_env=db_env)
+                result = self._quiet_measure(scenario, db_env=db_env)
                 round_results[scenario] = result
                 self.log("  " + report.one_line(result, self.n))
             self.results[key].append(round_results)
@@ -333,7 +355,7 @@ class Bench:
             ("app_default", "sites_cluster", {"workers": 2}),
             ("app_wide", "sites_cluster", {"workers": 2, "connections": self.sites_connections}),
         ):
-            results[key] = self.measure(scenario, **common, **extra)
+            results[key] = self._quiet_measure(scenario, **common, **extra)
             self.log("  " + report.one_line(results[key], sites * per_site))
             self.results["sites"] = results
             self._save()

@@ -145,9 +145,14 @@ def reset_tables():
     from django.apps import apps
     from django_q.models import OrmQ, Task
 
-    from wagtail_own_smtp.models import OutboundMessage, SendRecord, SiteSendState
+    from wagtail_own_smtp.models import (
+        DispatchRequest,
+        OutboundMessage,
+        SendRecord,
+        SiteSendState,
+    )
 
-    for model in (OutboundMessage, SendRecord, SiteSendState, OrmQ, Task):
+    for model in (OutboundMessage, SendRecord, SiteSendState, DispatchRequest, OrmQ, Task):
         model.objects.all().delete()
     if apps.is_installed("post_office"):
         from post_office.models import Email
@@ -211,10 +216,14 @@ def _now():
 
 
 def drop_broker_tasks():
-    """The enqueue's on-commit dispatch task, when no cluster runs: not to leak into later runs."""
+    """The enqueue's on-commit dispatch task, when no cluster runs: not to leak into later runs
+    (nor its request, which would keep the next run's mail from queueing one)."""
     from django_q.models import OrmQ
 
+    from wagtail_own_smtp.models import DispatchRequest
+
     OrmQ.objects.all().delete()
+    DispatchRequest.clear()
 
 
 class Cluster:

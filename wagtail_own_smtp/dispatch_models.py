@@ -1,13 +1,14 @@
-"""Whether a dispatch run is queued and has not started yet: mail queued meanwhile needs no other."""
+"""Whether a dispatch run is queued and not started yet: mail queued meanwhile needs no other."""
 
 from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone
 
-# A run not started this long after it was queued is taken for lost (its broker restarted, say):
-# the next mail queues another. Clocks of the web and worker machines may differ by far less.
-LOST_AFTER = timedelta(seconds=60)
+# A run not started this long after it was queued is taken for lost (a Redis broker restarted,
+# say): the next mail queues another. So a lost run holds mail back 10 s at most, and while every
+# worker is busy, mail queues one more run per 10 s. Machines' clocks differ by far less.
+LOST_AFTER = timedelta(seconds=10)
 
 
 class DispatchRequest(models.Model):
