@@ -31,8 +31,8 @@ class DispatchRequest(models.Model):
         """True when the caller is to queue a run: none waits to start, or the one waiting was
         queued so long ago that it is taken for lost."""
         now = timezone.now()
-        waiting = cls.objects.filter(pk=1).exclude(requested_at__gte=now - LOST_AFTER)
-        if waiting.update(requested_at=now):
+        free_or_lost = cls.objects.filter(pk=1).exclude(requested_at__gte=now - LOST_AFTER)
+        if free_or_lost.update(requested_at=now):
             return True
         _request, created = cls.objects.get_or_create(pk=1, defaults={"requested_at": now})
         return created
