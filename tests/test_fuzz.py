@@ -228,6 +228,15 @@ def _assert_stored_row_is_valid(row):
         }
     )
 )
+# Found by hypothesis: a NUL in the subject, which PostgreSQL's text columns refuse.
+@example(
+    mail={
+        "subject": "\x00",
+        "body": "",
+        **dict.fromkeys(["cc", "bcc", "reply_to", "files"], []),
+        **{"sender": "2@A.Sy", "to": ["DcTZ/bQ6@A.CY"], "headers": {}},
+    }
+)
 # Found by hypothesis: Python 3.11's header parser raises AttributeError for the display name ".".
 @example(
     mail={

@@ -220,7 +220,7 @@ class EmailBackend(BaseEmailBackend):
         return OutboundMessage(
             site=site,
             lane=lane,
-            subject=str(message.subject)[:255],
+            subject=str(message.subject).replace("\x00", "")[:255],  # PostgreSQL text holds no NUL
             envelope_from=sender,
             recipients=recipients,
             recipient_count=len(recipients),
