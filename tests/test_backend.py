@@ -298,6 +298,34 @@ def test_a_refused_message_in_a_large_batch_keeps_what_was_queued_before_it(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_large_batch_is_committed_in_chunks_that_keep_ahead_of_the_drain(
+    site, starttls_server, monkeypatch
+):
+    """A run starts on the first chunk's commit and sends while the rest is stored. Storing is
+    faster than sending, but not tenfold: a next chunk at most twice the one before commits
+    before the run has sent that one, so it never finds the queue empty half way (it would end,
+    and the rest would wait for the next run's start)."""
+    from wagtail_own_smtp import mailqueue
+
+    own_server(site, starttls_server)
+    queued_at_commits = []
+    monkeypatch.setattr(
+        mailqueue,
+        "dispatch_soon",
+        lambda: queued_at_commits.append(OutboundMessage.objects.count()),
+    )
+    with using_site(site):
+        wave = [EmailMessage(f"m{i}", "x", ORIGINAL_FROM, [f"p{i}@x.org"]) for i in range(1000)]
+        sent = mail.get_connection().send_messages(wave)
+
+    assert sent == 1000 and queued_at_commits[-1] == 1000
+    chunks = [b - a for a, b in zip([0, *queued_at_commits], queued_at_commits, strict=False)]
+    assert chunks[0] <= 50  # the first messages go out at once
+    assert all(later <= 2 * earlier for earlier, later in zip(chunks, chunks[1:], strict=False))
+    assert len(chunks) <= 8  # and few commits
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_large_batch_in_the_callers_transaction_is_all_or_nothing(
     site, starttls_server, settings
 ):
